@@ -1,0 +1,50 @@
+"""The ``reavise`` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from .errors import ReaviseError
+
+app = typer.Typer(
+    help="reavise: unsupervised audio-visual speech enhancement.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    """Attach the subcommands; each lives in the module that does the work."""
+    from .data.cli import app as data_app
+
+    app.add_typer(data_app, name="data")
+    from . import commands  # noqa: F401  (registers train/enhance/evaluate/... on `app`)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    _register()
+    try:
+        app(standalone_mode=False)
+    except ReaviseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,1 @@
+"""Corpora: the synthetic AV corpus, real-corpus preparation, noise and mixtures."""
