@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import app  # noqa: F401
+from . import evaluate_cli
+from .cli import app
+
+evaluate_cli.register(app)
