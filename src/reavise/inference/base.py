@@ -1,0 +1,164 @@
+"""One interface for every EM algorithm: only the E-step (how z is sampled) differs.
+
+Each EM iteration draws R samples of z from (an approximation of) p(z | x, v) with the
+current noise parameters, then updates the NMF noise model and gains (``nmf.m_step``). The
+speech estimate is the posterior-mean Wiener filter (Sadeghi et al. 2020, eq. 21):
+    s_hat_ft = E_z[ g_t sigma2_f(z_t) / (g_t sigma2_f(z_t) + (WH)_ft) ] x_ft.
+Everything is batched over utterances [B] and frames [T]; padded frames are masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import ReaviseError
+from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
+
+ALGORITHMS: dict[str, tuple[type, type]] = {}
+
+
+def register_algorithm(name: str, config_cls: type):
+    """Class decorator: make an EM algorithm buildable by name."""
+
+    def deco(cls):
+        ALGORITHMS[name] = (cls, config_cls)
+        cls.name = name
+        return cls
+
+    return deco
+
+
+def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
+    """Instantiate algorithm ``name`` with config overrides (unknown keys are an error)."""
+    if name not in ALGORITHMS:
+        raise ReaviseError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    cls, cfg_cls = ALGORITHMS[name]
+    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ReaviseError(f"algorithm {name!r}: unknown settings {bad}; known: {sorted(known)}")
+    return cls(cfg_cls(**overrides))
+
+
+@dataclass
+class EMConfig:
+    """Settings shared by every algorithm."""
+
+    max_iter: int = 100
+    #: stop when the relative change of the cost is below tol for every utterance (0: never)
+    tol: float = 0.0
+    nmf_rank: int = 10
+    #: number of z samples used by the M-step and the final Wiener filter
+    n_samples: int = 10
+
+
+@dataclass
+class EMResult:
+    """Spectral outputs of one batched run; [B, T, F] complex, cost [iters, B]."""
+
+    speech: torch.Tensor
+    noise: torch.Tensor
+    cost: torch.Tensor
+    n_iter: int
+    converged: bool
+    nmf: NMFState
+    z: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class EMAlgorithm:
+    """Monte Carlo / variational EM with an NMF noise model; subclasses define the E-step."""
+
+    name: str = ""
+
+    def __init__(self, config: EMConfig):
+        self.config = config
+
+    # --- to implement -----------------------------------------------------------------
+    def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: torch.Generator) -> dict:
+        """E-step state before the first iteration (default: encoder mean on noisy power)."""
+        with torch.no_grad():
+            mu, logvar = prior.encode(P, ctx)
+        return {"z": mu, "logvar": logvar}
+
+    def e_step(
+        self, prior, P: torch.Tensor, ctx: Any, nmf: NMFState, state: dict, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (z samples [R, B, T, D], speech variances sigma2(z) [R, B, T, F])."""
+        raise NotImplementedError
+
+    # --- shared loop ------------------------------------------------------------------
+    def run(
+        self,
+        prior,
+        X: torch.Tensor,
+        ctx: Any = None,
+        frame_mask: torch.Tensor | None = None,
+        seed: int = 0,
+        progress=None,
+    ) -> EMResult:
+        """Enhance STFTs ``X`` [B, T, F] (complex) with speech prior ``prior``."""
+        cfg = self.config
+        device = X.device
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        P = X.abs().square()
+        B, T, _ = P.shape
+        mask = (
+            torch.ones(B, T, device=device, dtype=P.dtype)
+            if frame_mask is None
+            else frame_mask.to(P.dtype)
+        )
+        n_frames = mask.sum(-1).clamp_min(1.0)
+        req = [p.requires_grad for p in prior.parameters()]
+        prior.requires_grad_(False)
+        try:
+            nmf = init_nmf(P, cfg.nmf_rank, gen)
+            state = self.init_latent(prior, P, ctx, gen)
+            costs = []
+            converged = False
+            it = 0
+            for it in range(1, cfg.max_iter + 1):
+                z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
+                nmf = m_step(nmf, P, Vs, mask)
+                with torch.no_grad():
+                    Vx = nmf.g[..., None] * Vs + nmf.WH
+                    cost = (neg_log_likelihood(P, Vx).mean(0) * mask).sum(-1) / n_frames
+                costs.append(cost)
+                if progress is not None:
+                    progress(it, cost)
+                if cfg.tol > 0 and it > 1:
+                    rel = (costs[-2] - cost).abs() / costs[-2].abs().clamp_min(1e-12)
+                    if bool((rel < cfg.tol).all()):
+                        converged = True
+                        break
+            with torch.no_grad():
+                gVs = nmf.g[..., None] * Vs
+                gain = (gVs / (gVs + nmf.WH)).mean(0)  # posterior-mean Wiener gain
+                speech = gain * X
+                noise = X - speech
+        finally:
+            for p, r in zip(prior.parameters(), req, strict=True):
+                p.requires_grad_(r)
+        return EMResult(
+            speech=speech,
+            noise=noise,
+            cost=torch.stack(costs),
+            n_iter=it,
+            converged=converged,
+            nmf=nmf,
+            z=z,
+        )
+
+
+def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:
+    """sigma2(z) = exp(decoder log-variance)."""
+    return torch.exp(prior.decode(z, ctx))
+
+
+def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState) -> torch.Tensor:
+    """log p(x_t | z_t) per frame up to a constant, for speech variances Vs [..., B, T, F]."""
+    return -neg_log_likelihood(P, nmf.g[..., None] * Vs + nmf.WH)

@@ -1,0 +1,77 @@
+"""NMF noise variance model and its multiplicative M-step updates, batched over utterances.
+
+Observation model (Leglaive et al. 2018, eq. 4-6; Sadeghi et al. 2020, eq. 9):
+    x_ft = sqrt(g_t) s_ft + b_ft,  s_ft ~ CN(0, sigma2_f(z_t)),  b_ft ~ CN(0, (WH)_ft),
+so x_ft | z_t ~ CN(0, V_ft) with V = g sigma2 + WH. The M-step maximises the Monte Carlo
+estimate of E_z[log p(x|z)] with the multiplicative updates of Leglaive et al. 2018 (eq. 15-17),
+each a majorise-minimise step of the Itakura-Saito NMF (Fevotte & Idier 2011):
+    W <- W * [ (H^T (P * sum_r V_r^-2)) / (H^T sum_r V_r^-1) ]^(1/2)
+    H <- H * [ ((P * sum_r V_r^-2) W^T) / ((sum_r V_r^-1) W^T) ]^(1/2)
+    g_t <- g_t * [ sum_{f,r} P sigma2_r V_r^-2 / sum_{f,r} sigma2_r V_r^-1 ]^(1/2)
+Shapes are time-major: P, WH [B, T, F]; H [B, T, K]; W [B, K, F]; g [B, T]; speech
+variances of R samples [R, B, T, F].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+EPS = 1e-10
+
+
+@dataclass
+class NMFState:
+    W: torch.Tensor  # [B, K, F]
+    H: torch.Tensor  # [B, T, K]
+    g: torch.Tensor  # [B, T]
+
+    @property
+    def WH(self) -> torch.Tensor:
+        return self.H @ self.W
+
+
+def init_nmf(
+    P: torch.Tensor, rank: int, generator: torch.Generator | None = None
+) -> NMFState:
+    """Random positive W, H (uniform, as the published code) and unit gains."""
+    B, T, F = P.shape
+    opts = {"device": P.device, "dtype": P.dtype, "generator": generator}
+    W = torch.rand(B, rank, F, **opts).clamp_min(EPS)
+    H = torch.rand(B, T, rank, **opts).clamp_min(EPS)
+    g = torch.ones(B, T, device=P.device, dtype=P.dtype)
+    return NMFState(W, H, g)
+
+
+def m_step(state: NMFState, P: torch.Tensor, Vs: torch.Tensor, mask: torch.Tensor) -> NMFState:
+    """One round of the W, H, g updates given speech-variance samples ``Vs`` [R, B, T, F].
+
+    ``mask`` [B, T] (float 0/1) removes padded frames from every sum.
+    """
+    m = mask.unsqueeze(-1)  # [B, T, 1]
+    Pm = P * m
+    W, H, g = state.W, state.H, state.g
+
+    def sums(W, H, g):
+        Vx = g[..., None] * Vs + (H @ W)  # [R, B, T, F]
+        inv = 1.0 / Vx
+        return (inv * inv).sum(0) * Pm, inv.sum(0) * m, Vx, inv
+
+    A, Bm, _, _ = sums(W, H, g)
+    Ht = H.transpose(1, 2)
+    W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
+    A, Bm, _, _ = sums(W, H, g)
+    Wt = W.transpose(1, 2)
+    H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
+    _, _, Vx, inv = sums(W, H, g)
+    num = (Pm * (Vs * inv * inv)).sum((0, -1))
+    den = (Vs * inv).sum((0, -1)) * mask
+    ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
+    g = g * torch.sqrt(ratio).clamp_min(EPS)
+    return NMFState(W, H, g)
+
+
+def neg_log_likelihood(P: torch.Tensor, Vx: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) per frame, up to a constant: sum_f log V + P / V.  [..., B, T]"""
+    return (torch.log(Vx) + P / Vx).sum(-1)

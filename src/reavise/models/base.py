@@ -1,0 +1,113 @@
+"""The interface every speech prior implements, so every inference algorithm works with it.
+
+A prior models clean-speech STFT coefficients s_ft ~ CN(0, sigma2_f(z_t, v)) with latent
+z_t (Leglaive et al. 2018; Sadeghi et al. 2020). Shapes are time-major: power [B, T, F],
+latents [..., B, T, D] (leading sample dimensions allowed), video [B, T, H, W] already
+aligned to STFT frames (``reavise.align``) with a validity mask [B, T].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class SpeechPrior(nn.Module):
+    """Base class: encoder q(z|s, v), decoder p(s|z, v), latent prior p(z|v)."""
+
+    registry_name: str = ""
+    uses_video: bool = False
+    #: True when the model treats frames independently (MH may accept per frame exactly).
+    framewise: bool = True
+
+    config: Any
+
+    # --- what inference needs -------------------------------------------------------
+    def context(self, video: torch.Tensor | None, valid: torch.Tensor | None) -> Any:
+        """Precompute the conditioning (visual features) once per utterance batch.
+
+        ``video`` [B, T, H, W] in 0..1 aligned to STFT frames or None (missing video);
+        ``valid`` [B, T] bool, False where the mouth is missing/occluded.
+        """
+        return None
+
+    def encode(self, power: torch.Tensor, ctx: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z|s, v): (mean, log-variance), each [B, T, D]."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
+        """Log-variance of speech, log sigma2(z, v): [..., B, T, F] for z [..., B, T, D]."""
+        raise NotImplementedError
+
+    def prior(self, z_like: torch.Tensor, ctx: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent prior p(z|v): (mean, log-variance) broadcastable to ``z_like``.
+
+        The default is the standard normal of the plain VAE.
+        """
+        zero = torch.zeros((), device=z_like.device, dtype=z_like.dtype)
+        return zero, zero
+
+    def prior_logp(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
+        """log p(z|v) summed over the latent dimension: [..., B, T]."""
+        mu, logvar = self.prior(z, ctx)
+        return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+    @property
+    def z_dim(self) -> int:
+        return self.config.z_dim
+
+    # --- training ---------------------------------------------------------------------
+    def loss(
+        self,
+        power: torch.Tensor,
+        ctx: Any = None,
+        frame_mask: torch.Tensor | None = None,
+        beta: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """Negative ELBO per frame: Itakura-Saito reconstruction + beta * KL.
+
+        With s ~ CN(0, v), -log p(s|z) = sum_f log v_f + |s_f|^2 / v_f (+ const), which is
+        the IS divergence between |s|^2 and v up to terms constant in v (Fevotte et al. 2009).
+        """
+        mu, logvar = self.encode(power, ctx)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        log_v = self.decode(z, ctx)
+        recon = (log_v + power * torch.exp(-log_v)).sum(-1)  # [B, T]
+        # The IS divergence proper subtracts log|s|^2 + 1 so that a perfect fit costs 0.
+        recon_is = recon - (torch.log(power + 1e-10) + 1).sum(-1)
+        pmu, plogvar = self.prior(z, ctx)
+        kl = 0.5 * (
+            plogvar - logvar + (torch.exp(logvar) + (mu - pmu) ** 2) * torch.exp(-plogvar) - 1
+        ).sum(-1)
+        if frame_mask is None:
+            frame_mask = torch.ones_like(recon, dtype=torch.bool)
+        m = frame_mask.to(recon.dtype)
+        n = m.sum().clamp_min(1.0)
+        recon_m = (recon_is * m).sum() / n
+        kl_m = (kl * m).sum() / n
+        return {"loss": recon_m + beta * kl_m, "recon": recon_m, "kl": kl_m}
+
+
+def input_features(power: torch.Tensor, transform: str) -> torch.Tensor:
+    """Encoder input from the power spectrogram: raw power (published models) or log power."""
+    if transform == "power":
+        return power
+    if transform == "log":
+        return torch.log(power + 1e-8)
+    raise ValueError(f"unknown input transform {transform!r} (power, log)")
+
+
+def mlp(sizes: list[int] | tuple[int, ...], activation: str) -> nn.Sequential:
+    """Dense layers with an activation after each (the published VAEs use tanh)."""
+    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+    if activation not in acts:
+        raise ValueError(f"unknown activation {activation!r}; known: {sorted(acts)}")
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), acts[activation]()]
+    return nn.Sequential(*layers)

@@ -1,0 +1,510 @@
+"""Video I/O (PyAV) and 67x67 mouth-ROI extraction with a per-frame validity mask.
+
+Detection runs fully offline with the Haar cascades that ship inside OpenCV's wheel
+(``cv2.data.haarcascades``): a frontal-face cascade, plus the eye cascade for in-plane
+rotation and scale. (mediapipe 1.2.3 ships no face model files and would need a download;
+OpenCV's facemark LBF and YuNet need model files that are not bundled either.)
+The mouth pose comes from face geometry: the mouth centre lies about one inter-ocular
+distance below the eye midpoint, perpendicular to the eye line. Poses are smoothed across
+frames before cropping, so the ROI does not jitter with the detector.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .audio import SAMPLE_RATE, atomic_write, resample
+from .errors import InputError
+from .lips import ROI_SIZE
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v")
+
+# Face geometry (fractions of the Haar frontal-face box width, which spans roughly the
+# outer eye corners +- a margin). Measured on frontal faces: eyes at ~0.38 of the box
+# height, mouth centre at ~0.80, inter-ocular distance ~0.46 box widths.
+_MOUTH_Y_IN_BOX = 0.80
+_EYE_Y_IN_BOX = 0.38
+_IOD_IN_BOX = 0.46
+# Eye-midpoint to mouth-centre distance in inter-ocular distances (anthropometric ~1.0).
+_MOUTH_BELOW_EYES = 1.0
+# ROI side in inter-ocular distances: the NTCD-TIMIT ROIs show the lips spanning ~85 %
+# of the width, and a neutral mouth is ~0.9 inter-ocular distances wide.
+_ROI_SIDE_IOD = 1.1
+NEUTRAL_GREY = 0.5
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _open(path: str | os.PathLike):
+    """Open a container with PyAV, turning every failure into a one-line InputError."""
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such video file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video file")
+    try:
+        return av.open(str(path))
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable video file ({msg})") from None
+
+
+def _stream_fps(stream) -> float:
+    """Frame rate of a video stream (average rate, else guessed/base rate)."""
+    for rate in (stream.average_rate, getattr(stream, "guessed_rate", None), stream.base_rate):
+        if rate is not None and float(rate) > 0:
+            return float(rate)
+    return 0.0
+
+
+def iter_video_frames(
+    path: str | os.PathLike, gray: bool = False, max_side: int | None = None
+) -> Iterator[np.ndarray]:
+    """Yield decoded frames one at a time (uint8 [H,W,3] RGB or [H,W] gray).
+
+    ``max_side`` downscales during decoding (aspect kept), so long HD videos never sit
+    in memory at full resolution.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        size = None
+        fmt = "gray" if gray else "rgb24"
+        try:
+            for frame in container.decode(stream):
+                if size is None:
+                    w, h = frame.width, frame.height
+                    s = min(1.0, max_side / max(w, h)) if max_side else 1.0
+                    size = (max(2, round(w * s)), max(2, round(h * s)))
+                yield frame.to_ndarray(width=size[0], height=size[1], format=fmt)
+        except InputError:
+            raise
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{path}: corrupt video stream ({msg})") from None
+    finally:
+        container.close()
+
+
+def video_info(path: str | os.PathLike) -> tuple[float, int | None, bool]:
+    """(fps, frame count if the container knows it, whether an audio stream exists)."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        return _stream_fps(stream), (stream.frames or None), bool(container.streams.audio)
+    finally:
+        container.close()
+
+
+def read_video(
+    path: str | os.PathLike, gray: bool = False, max_side: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode a whole video: (uint8 frames [T,H,W,3] RGB or [T,H,W] gray, fps).
+
+    Raises :class:`InputError` (one line naming the file) for a missing, unreadable or
+    corrupt file, a file without a video stream, or one that decodes to no frames.
+    """
+    path = Path(path)
+    fps, _, _ = video_info(path)
+    frames = list(iter_video_frames(path, gray=gray, max_side=max_side))
+    if not frames:
+        raise InputError(f"{path}: video stream has no decodable frames")
+    if fps <= 0:
+        raise InputError(f"{path}: video stream has no frame rate")
+    return np.stack(frames), fps
+
+
+def read_audio_track(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
+    """The first audio track of a video as float32 mono at ``sample_rate``; None if none."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        chunks: list[np.ndarray] = []
+        rate = None
+        try:
+            for frame in container.decode(stream):
+                # Planar float keeps channels separate: downmix ourselves, resample with soxr
+                # (the project's one resampler) rather than swresample.
+                a = frame.to_ndarray()
+                if a.dtype.kind in "iu":
+                    a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+                if not frame.format.is_planar:
+                    a = a.reshape(-1, len(frame.layout.channels)).T
+                chunks.append(a.astype(np.float32).mean(axis=0))
+                rate = frame.sample_rate
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{path}: corrupt audio stream ({msg})") from None
+    finally:
+        container.close()
+    if not chunks or rate is None:
+        return None
+    x = np.concatenate(chunks)
+    return resample(x, rate, sample_rate).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _encode_video(
+    container, frames: np.ndarray, fps: float, codec: str | None, crf: int | None
+) -> None:
+    import av
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        frames = np.clip(np.round(np.asarray(frames, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T,H,W] or [T,H,W,3], got {frames.shape}")
+    h, w = frames.shape[1:3]
+    # yuv420p needs even sizes: pad one edge row/column by replication.
+    if h % 2 or w % 2:
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        h, w = frames.shape[1:3]
+    if codec is None:
+        ext = Path(container.name).suffix.lower()
+        codec = {".mpg": "mpeg1video", ".mpeg": "mpeg1video", ".avi": "mpeg4", ".webm": "libvpx"}.get(
+            ext, "libx264"
+        )
+    rate = _fps_fraction(fps)
+    stream = container.add_stream(codec, rate=rate)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    if codec == "libx264":
+        stream.options = {"crf": str(18 if crf is None else crf), "preset": "veryfast"}
+    elif codec in ("mpeg1video", "mpeg2video", "mpeg4"):
+        stream.codec_context.qscale = 2 if crf is None else max(1, crf // 6)
+        stream.codec_context.flags |= "QSCALE"
+    for t, img in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+        frame.pts = t
+        frame.time_base = Fraction(1, 1) / rate
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def _encode_audio(container, audio: np.ndarray, sr: int, codec: str | None) -> None:
+    import av
+
+    ext = Path(container.name).suffix.lower()
+    if codec is None:
+        codec = {".mpg": "mp2", ".mpeg": "mp2", ".avi": "mp2", ".webm": "libopus", ".mkv": "aac"}.get(
+            ext, "aac"
+        )
+    if codec == "libopus" and sr != 48000:
+        audio, sr = resample(audio, sr, 48000), 48000
+    x = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    stream = container.add_stream(codec, rate=sr, layout="mono")
+    cc = stream.codec_context
+    fmt = cc.format.name if cc.format is not None else "fltp"
+    n = cc.frame_size or 1024
+    pts = 0
+    for start in range(0, len(x), n):
+        chunk = x[start : start + n]
+        if fmt.startswith("s16"):
+            arr = np.round(chunk * 32767).astype(np.int16)[None, :]
+        else:
+            arr = chunk.astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(arr, format=fmt, layout="mono")
+        frame.sample_rate = sr
+        frame.pts = pts
+        pts += len(chunk)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sr: int = SAMPLE_RATE,
+    codec: str | None = None,
+    audio_codec: str | None = None,
+    crf: int | None = None,
+) -> Path:
+    """Atomically encode frames (uint8, or float 0..1; [T,H,W] or [T,H,W,3]) plus optional audio.
+
+    The container follows the extension (.mp4/.mkv: H.264 + AAC, .mpg: MPEG-1 + MP2,
+    .avi: MPEG-4 + MP2, .webm: VP8 + Opus).
+    """
+    import av
+
+    if len(frames) == 0:
+        raise ValueError("no frames to write")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+
+    def _write(tmp: str) -> None:
+        fmt = {".mpg": "mpeg", ".mpeg": "mpeg"}.get(Path(path).suffix.lower())
+        with av.open(tmp, mode="w", format=fmt) as container:
+            container.name = str(path)  # extension drives codec choice
+            _encode_video(container, frames, fps, codec, crf)
+            if audio is not None:
+                _encode_audio(container, audio, sr, audio_codec)
+
+    return atomic_write(path, _write)
+
+
+def write_video_with_audio(
+    frames: np.ndarray, fps: float, audio: np.ndarray, sr: int, out_path: str | os.PathLike
+) -> Path:
+    """Write ``frames`` with ``audio`` (mono float) muxed in, atomically: enhanced video out."""
+    return write_video(out_path, frames, fps, audio=audio, sr=sr)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class MouthPose:
+    """Where to crop: mouth centre (x, y) in pixels, ROI side in pixels, roll in radians."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float = 0.0
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.cx, self.cy, self.side, self.angle], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _cascade(name: str):
+    import cv2
+
+    path = os.path.join(cv2.data.haarcascades, name)
+    c = cv2.CascadeClassifier(path)
+    if c.empty():  # pragma: no cover - a broken OpenCV install
+        raise RuntimeError(f"{path}: OpenCV Haar cascade missing or unreadable")
+    return c
+
+
+class MouthDetector:
+    """Per-frame face + mouth pose from OpenCV Haar cascades (bundled, offline).
+
+    ``detect_side`` is the image size the face cascade runs at (bigger finds smaller faces,
+    costs time). ``prev`` (the last pose) picks the face nearest it when several are found.
+    """
+
+    def __init__(self, detect_side: int = 360, min_face_frac: float = 0.12, use_eyes: bool = True):
+        self.detect_side = detect_side
+        self.min_face_frac = min_face_frac
+        self.use_eyes = use_eyes
+
+    def detect_face(self, gray: np.ndarray, prev: MouthPose | None = None):
+        """Face box (x, y, w, h) in ``gray`` pixels, or None."""
+        import cv2
+
+        h, w = gray.shape[:2]
+        s = min(1.0, self.detect_side / max(h, w))
+        small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else gray
+        small = cv2.equalizeHist(small)
+        min_face = max(24, int(self.min_face_frac * min(small.shape)))
+        faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
+            small, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face)
+        )
+        if len(faces) == 0:
+            faces = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(
+                small, scaleFactor=1.1, minNeighbors=4, minSize=(min_face, min_face)
+            )
+        if len(faces) == 0:
+            return None
+        boxes = np.asarray(faces, dtype=np.float64) / s
+        if prev is not None and len(boxes) > 1:
+            # Tracking: the face whose expected mouth is nearest the last mouth.
+            mx = boxes[:, 0] + boxes[:, 2] / 2
+            my = boxes[:, 1] + _MOUTH_Y_IN_BOX * boxes[:, 3]
+            i = int(np.argmin((mx - prev.cx) ** 2 + (my - prev.cy) ** 2))
+        else:
+            i = int(np.argmax(boxes[:, 2] * boxes[:, 3]))
+        return tuple(float(v) for v in boxes[i])
+
+    def _eyes(self, gray: np.ndarray, box) -> tuple[np.ndarray, np.ndarray] | None:
+        """Left and right eye centres inside the face box, or None if not both are clear."""
+        import cv2
+
+        x, y, w, h = box
+        # Search band: upper face, where the Haar box puts the eyes at ~0.38 height.
+        y0, y1 = int(y + 0.15 * h), int(y + 0.6 * h)
+        x0, x1 = int(max(0, x)), int(x + w)
+        roi = gray[max(0, y0) : y1, x0:x1]
+        if roi.size == 0:
+            return None
+        s = min(1.0, 160.0 / max(1, roi.shape[1]))
+        if s < 1:
+            roi = cv2.resize(roi, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        min_eye = max(8, int(0.12 * w * s))
+        eyes = _cascade("haarcascade_eye.xml").detectMultiScale(
+            roi, scaleFactor=1.1, minNeighbors=5, minSize=(min_eye, min_eye), maxSize=(int(0.4 * w * s),) * 2
+        )
+        if len(eyes) < 2:
+            return None
+        centres = np.array([[ex + ew / 2, ey + eh / 2] for ex, ey, ew, eh in eyes]) / s
+        centres += [x0, max(0, y0)]
+        left = centres[centres[:, 0] < x + w / 2]
+        right = centres[centres[:, 0] >= x + w / 2]
+        if len(left) == 0 or len(right) == 0:
+            return None
+        # Largest-separation consistent pair: the eye nearest each expected eye position.
+        exp_l = np.array([x + w * (0.5 - _IOD_IN_BOX / 2), y + _EYE_Y_IN_BOX * h])
+        exp_r = np.array([x + w * (0.5 + _IOD_IN_BOX / 2), y + _EYE_Y_IN_BOX * h])
+        el = left[np.argmin(((left - exp_l) ** 2).sum(1))]
+        er = right[np.argmin(((right - exp_r) ** 2).sum(1))]
+        iod = float(np.hypot(*(er - el)))
+        roll = math.atan2(er[1] - el[1], er[0] - el[0])
+        # Reject implausible pairs (nostrils, eyebrows, a tilted false hit).
+        if not (0.3 * w <= iod <= 0.65 * w) or abs(roll) > math.radians(30):
+            return None
+        return el, er
+
+    def detect(self, gray: np.ndarray, prev: MouthPose | None = None) -> MouthPose | None:
+        """Mouth pose in one grayscale frame, or None when no face is found."""
+        box = self.detect_face(gray, prev)
+        if box is None:
+            return None
+        x, y, w, h = box
+        # Face-box estimate: upright face, mouth at fixed fractions of the box.
+        iod = _IOD_IN_BOX * w
+        cx, cy, angle = x + w / 2, y + _MOUTH_Y_IN_BOX * h, 0.0
+        eyes = self._eyes(gray, box) if self.use_eyes else None
+        if eyes is not None:
+            el, er = eyes
+            d = er - el
+            iod_e = float(np.hypot(*d))
+            angle = math.atan2(d[1], d[0])
+            # The mouth lies on the perpendicular bisector of the eye line, below it:
+            # rotate "down" (0, 1) by the roll angle -> (-sin a, cos a).
+            mid = (el + er) / 2
+            ex = mid[0] - math.sin(angle) * _MOUTH_BELOW_EYES * iod_e
+            ey = mid[1] + math.cos(angle) * _MOUTH_BELOW_EYES * iod_e
+            # Average the two estimates: each has independent errors.
+            cx, cy, iod = (cx + ex) / 2, (cy + ey) / 2, (iod + iod_e) / 2
+        return MouthPose(cx, cy, _ROI_SIDE_IOD * iod, angle)
+
+
+# ----------------------------------------------------------------------------- smoothing, crop
+
+
+def smooth_poses(poses: np.ndarray, valid: np.ndarray, window: int = 5) -> np.ndarray:
+    """Centred running median then mean of valid poses [T,4]; invalid rows are left as they are.
+
+    The median drops single-frame detector glitches, the mean removes sub-pixel jitter.
+    """
+    out = poses.copy()
+    if window <= 1 or valid.sum() < 2:
+        return out
+    idx = np.flatnonzero(valid)
+    half = window // 2
+    med = np.empty((len(idx), poses.shape[1]))
+    for k in range(len(idx)):
+        lo, hi = max(0, k - half), min(len(idx), k + half + 1)
+        med[k] = np.median(poses[idx[lo:hi]], axis=0)
+    for k, t in enumerate(idx):
+        lo, hi = max(0, k - half), min(len(idx), k + half + 1)
+        out[t] = med[lo:hi].mean(axis=0)
+    return out
+
+
+def crop_roi(gray: np.ndarray, pose: MouthPose | np.ndarray, size: int = ROI_SIZE) -> np.ndarray:
+    """Rotate/scale/crop a ``size`` x ``size`` float32 ROI (0..1) centred on the mouth."""
+    import cv2
+
+    cx, cy, side, angle = (pose.as_array() if isinstance(pose, MouthPose) else np.asarray(pose, float))
+    s = side / size  # source pixels per ROI pixel
+    c, si = math.cos(angle), math.sin(angle)
+    # Affine map ROI (u, v) -> image (x, y): rotate the ROI axes by the roll angle, scale,
+    # and put the ROI centre ((size-1)/2, (size-1)/2) onto the mouth centre.
+    u0 = (size - 1) / 2
+    m = np.array(
+        [
+            [s * c, -s * si, cx - s * (c * u0 - si * u0)],
+            [s * si, s * c, cy - s * (si * u0 + c * u0)],
+        ]
+    )
+    src = gray if gray.dtype == np.uint8 else np.clip(gray * 255, 0, 255).astype(np.uint8)
+    # Downscaling more than 2x: pre-blur so the warp does not alias.
+    if s > 2:
+        k = int(2 * round(s / 2) + 1)
+        src = cv2.GaussianBlur(src, (k, k), s / 2.5)
+    roi = cv2.warpAffine(
+        src, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    return roi.astype(np.float32) / 255.0
+
+
+def _to_gray(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if frame.ndim == 3:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    return frame
+
+
+def extract_mouth_rois(
+    frames: np.ndarray,
+    size: int = ROI_SIZE,
+    detector: MouthDetector | None = None,
+    smooth: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mouth ROIs float32 [T,size,size] in 0..1 and a validity mask bool [T].
+
+    ``frames``: uint8 [T,H,W,3] RGB or [T,H,W] gray. Frames without a face are marked False
+    and get the last valid ROI (a neutral grey frame before the first detection).
+    """
+    det = detector or MouthDetector()
+    grays = [_to_gray(f) for f in frames]
+    poses = np.zeros((len(grays), 4))
+    valid = np.zeros(len(grays), dtype=bool)
+    prev: MouthPose | None = None
+    for t, g in enumerate(grays):
+        p = det.detect(g, prev)
+        if p is not None:
+            poses[t], valid[t], prev = p.as_array(), True, p
+    poses = smooth_poses(poses, valid, smooth)
+    rois = np.full((len(grays), size, size), NEUTRAL_GREY, dtype=np.float32)
+    last = None
+    for t, g in enumerate(grays):
+        if valid[t]:
+            last = crop_roi(g, poses[t], size)
+        if last is not None:
+            rois[t] = last
+    return rois, valid
+
+
+def extract_mouth_rois_from_video(
+    path: str | os.PathLike, size: int = ROI_SIZE, max_side: int = 640, smooth: int = 5
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Decode a video (gray, downscaled to ``max_side``) and extract (rois, valid, fps)."""
+    frames, fps = read_video(path, gray=True, max_side=max_side)
+    rois, valid = extract_mouth_rois(frames, size=size, smooth=smooth)
+    return rois, valid, fps
