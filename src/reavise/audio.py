@@ -120,7 +120,8 @@ def load_audio(
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/TypeError
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = msg.rsplit(": ", 1)[-1].strip().rstrip(".")  # libsndfile: "Error opening 'x': why."
         raise InputError(f"{path}: not a readable audio file ({msg})") from None
     if data.size == 0:
         raise InputError(f"{path}: empty audio (0 samples)")
@@ -157,6 +158,9 @@ def atomic_write(path: str | os.PathLike, write_fn, suffix: str | None = None) -
     os.close(fd)
     try:
         write_fn(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

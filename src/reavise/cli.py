@@ -30,7 +30,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     _register()
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except ReaviseError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -10,9 +10,7 @@ from .errors import InputError
 
 
 def evaluate(
-    est: Path = typer.Argument(
-        ..., metavar="EST", help="Enhanced WAV file, or a folder of them."
-    ),
+    est: Path = typer.Argument(..., metavar="EST", help="Enhanced WAV file, or a folder of them."),
     ref: Path = typer.Argument(
         ..., metavar="REF", help="Clean reference WAV file, or a folder of them."
     ),
@@ -21,7 +19,9 @@ def evaluate(
     ),
     csv: Path | None = typer.Option(None, "--csv", help="Write the per-file metrics to this CSV."),
     suffix: str = typer.Option(
-        "_enhanced", "--suffix", help="Folder mode: estimate X{suffix}.wav (or X.wav) <-> ref X.wav."
+        "_enhanced",
+        "--suffix",
+        help="Folder mode: estimate X{suffix}.wav (or X.wav) <-> ref X.wav.",
     ),
     seed: int = typer.Option(
         0, "--seed", help="Accepted for uniformity; the metrics are deterministic."
@@ -50,8 +50,12 @@ def evaluate(
         pairs = metrics.match_files(est, ref, noisy, suffix)
         rows = []
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console, transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task("evaluating", total=len(pairs))
             for pair in pairs:

@@ -80,7 +80,7 @@ def match_lengths(
     tolerance: int | None = None,
     names: tuple[str, str] = ("estimate", "reference"),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trim both signals to the shorter length; error when they differ by more than ``tolerance``."""
+    """Trim both signals to the shorter length; error if they differ by more than ``tolerance``."""
     tol = default_len_tolerance(sr) if tolerance is None else tolerance
     n_e, n_r = len(est), len(ref)
     if abs(n_e - n_r) > tol:
@@ -160,10 +160,14 @@ def pesq_wb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
         e = resample(e, sr, SAMPLE_RATE).astype(np.float64)
         r = resample(r, sr, SAMPLE_RATE).astype(np.float64)
     e, r = match_lengths(e, r, SAMPLE_RATE, tolerance=default_len_tolerance(SAMPLE_RATE) + 8)
+    msg = "PESQ: no utterance detected (silent signal?); returning NaN"
+    if not (np.any(e) and np.any(r)):  # the pesq C code crashes on an all-zero signal
+        warnings.warn(msg, stacklevel=2)
+        return math.nan
     try:
         return float(pesq(SAMPLE_RATE, r, e, "wb"))
     except NoUtterancesError:
-        warnings.warn("PESQ: no utterance detected (silent signal?); returning NaN", stacklevel=2)
+        warnings.warn(msg, stacklevel=2)
         return math.nan
 
 
@@ -264,7 +268,7 @@ def match_files(
     noisy_dir: str | os.PathLike | None = None,
     suffix: str = "_enhanced",
 ) -> list[FilePair]:
-    """Pair ``est_dir/X{suffix}.wav`` (or ``X.wav``) with ``ref_dir/X.wav`` (and ``noisy_dir/X.wav``).
+    """Pair ``est_dir/X{suffix}.wav`` (or ``X.wav``) with ``ref_dir/X.wav``, ``noisy_dir/X.wav``.
 
     Sub-folders are kept in the name (``spk1/X``). Any unmatched file on either side is an error
     that lists the unmatched names, so a partial run is never silently averaged.
@@ -282,11 +286,13 @@ def match_files(
     if only_est or only_ref:
         parts = []
         if only_est:
-            parts.append(f"{len(only_est)} estimate(s) without reference in {ref_root}: "
-                         f"{_listing(only_est)}")
+            parts.append(
+                f"{len(only_est)} estimate(s) without reference in {ref_root}: {_listing(only_est)}"
+            )
         if only_ref:
-            parts.append(f"{len(only_ref)} reference(s) without estimate in {est_root}: "
-                         f"{_listing(only_ref)}")
+            parts.append(
+                f"{len(only_ref)} reference(s) without estimate in {est_root}: {_listing(only_ref)}"
+            )
         raise InputError("unmatched files: " + "; ".join(parts))
     noisy: dict[str, Path] = {}
     if noisy_dir is not None:
@@ -405,11 +411,17 @@ def summary_table(rows: Sequence[dict], title: str | None = None, digits: int = 
         table.add_column(head, justify="left" if head == "metric" else "right")
     for col, s in summarize(rows).items():
         ci = (
-            f"[{_fmt_num(s['mean'] - s['ci95'], digits)}, {_fmt_num(s['mean'] + s['ci95'], digits)}]"
-            if math.isfinite(s["ci95"]) else "-"
+            f"[{_fmt_num(s['mean'] - s['ci95'], digits)}, "
+            f"{_fmt_num(s['mean'] + s['ci95'], digits)}]"
+            if math.isfinite(s["ci95"])
+            else "-"
         )
-        table.add_row(LABELS.get(col, col), str(s["n"]),
-                      f"{_fmt_num(s['mean'], digits)} ± {_fmt_num(s['std'], digits)}", ci)
+        table.add_row(
+            LABELS.get(col, col),
+            str(s["n"]),
+            f"{_fmt_num(s['mean'], digits)} ± {_fmt_num(s['std'], digits)}",
+            ci,
+        )
     return table
 
 
@@ -454,7 +466,8 @@ def markdown_table(
         stats = summarize(rows, [c for c in columns if c in metric_columns(rows)])
         cells = [
             f"{_fmt_num(stats[c]['mean'], digits)} ± {_fmt_num(stats[c]['std'], digits)}"
-            if c in stats else ("**mean ± std**" if i == 0 else "")
+            if c in stats
+            else ("**mean ± std**" if i == 0 else "")
             for i, c in enumerate(columns)
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -15,7 +15,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +40,7 @@ _IOD_IN_BOX = 0.46
 _MOUTH_BELOW_EYES = 1.0
 # ROI side in inter-ocular distances: the NTCD-TIMIT ROIs show the lips spanning ~85 %
 # of the width, and a neutral mouth is ~0.9 inter-ocular distances wide.
-_ROI_SIDE_IOD = 1.1
+_ROI_SIDE_IOD = 1.2
 NEUTRAL_GREY = 0.5
 
 
@@ -174,9 +174,10 @@ def _fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def _encode_video(
-    container, frames: np.ndarray, fps: float, codec: str | None, crf: int | None
-) -> None:
+def _video_encoder(
+    container, ext: str, frames: np.ndarray, fps: float, codec: str | None, crf: int | None
+) -> Callable[[], None]:
+    """Add the video stream now (all streams precede the header); return the encode step."""
     import av
 
     frames = np.asarray(frames)
@@ -192,7 +193,6 @@ def _encode_video(
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         h, w = frames.shape[1:3]
     if codec is None:
-        ext = Path(container.name).suffix.lower()
         codec = {".mpg": "mpeg1video", ".mpeg": "mpeg1video", ".avi": "mpeg4", ".webm": "libvpx"}.get(
             ext, "libx264"
         )
@@ -202,20 +202,27 @@ def _encode_video(
     if codec == "libx264":
         stream.options = {"crf": str(18 if crf is None else crf), "preset": "veryfast"}
     elif codec in ("mpeg1video", "mpeg2video", "mpeg4"):
-        stream.codec_context.qscale = 2 if crf is None else max(1, crf // 6)
-        stream.codec_context.flags |= "QSCALE"
-    for t, img in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-        frame.pts = t
-        frame.time_base = Fraction(1, 1) / rate
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode())
+        # Near-lossless for test/analysis use: cap the quantiser, generous bit rate.
+        stream.bit_rate = int(max(2e6, 2.0 * w * h * float(rate)))
+        stream.options = {"qmin": "1", "qmax": str(4 if crf is None else max(2, crf // 4))}
+
+    def encode() -> None:
+        for t, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = t
+            frame.time_base = 1 / rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    return encode
 
 
-def _encode_audio(container, audio: np.ndarray, sr: int, codec: str | None) -> None:
+def _audio_encoder(
+    container, ext: str, audio: np.ndarray, sr: int, codec: str | None
+) -> Callable[[], None]:
+    """Add a mono audio stream; return the encode step (frames of the codec's frame size)."""
     import av
 
-    ext = Path(container.name).suffix.lower()
     if codec is None:
         codec = {".mpg": "mp2", ".mpeg": "mp2", ".avi": "mp2", ".webm": "libopus", ".mkv": "aac"}.get(
             ext, "aac"
@@ -227,19 +234,22 @@ def _encode_audio(container, audio: np.ndarray, sr: int, codec: str | None) -> N
     cc = stream.codec_context
     fmt = cc.format.name if cc.format is not None else "fltp"
     n = cc.frame_size or 1024
-    pts = 0
-    for start in range(0, len(x), n):
-        chunk = x[start : start + n]
-        if fmt.startswith("s16"):
-            arr = np.round(chunk * 32767).astype(np.int16)[None, :]
-        else:
-            arr = chunk.astype(np.float32)[None, :]
-        frame = av.AudioFrame.from_ndarray(arr, format=fmt, layout="mono")
-        frame.sample_rate = sr
-        frame.pts = pts
-        pts += len(chunk)
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode())
+
+    def encode() -> None:
+        for start in range(0, len(x), n):
+            chunk = x[start : start + n]
+            if fmt.startswith("s16"):
+                arr = np.round(chunk * 32767).astype(np.int16)[None, :]
+            else:
+                arr = chunk.astype(np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt, layout="mono")
+            frame.sample_rate = sr
+            frame.pts = start
+            frame.time_base = Fraction(1, sr)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    return encode
 
 
 def write_video(
@@ -264,13 +274,17 @@ def write_video(
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
 
+    ext = Path(path).suffix.lower()
+
     def _write(tmp: str) -> None:
-        fmt = {".mpg": "mpeg", ".mpeg": "mpeg"}.get(Path(path).suffix.lower())
+        # The temp file's name ends like ``path``, so the container follows the extension.
+        fmt = {".mpg": "mpeg", ".mpeg": "mpeg"}.get(ext)
         with av.open(tmp, mode="w", format=fmt) as container:
-            container.name = str(path)  # extension drives codec choice
-            _encode_video(container, frames, fps, codec, crf)
+            steps = [_video_encoder(container, ext, frames, fps, codec, crf)]
             if audio is not None:
-                _encode_audio(container, audio, sr, audio_codec)
+                steps.append(_audio_encoder(container, ext, audio, sr, audio_codec))
+            for step in steps:
+                step()
 
     return atomic_write(path, _write)
 
@@ -298,7 +312,7 @@ class MouthPose:
         return np.array([self.cx, self.cy, self.side, self.angle], dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cascade(name: str):
     import cv2
 

@@ -82,9 +82,13 @@ def parse_visual(spec: str) -> VisualCondition:
         try:
             severity = float(sev)
         except ValueError:
-            raise ReaviseError(f"visual condition {spec!r}: severity {sev!r} is not a number") from None
+            raise ReaviseError(
+                f"visual condition {spec!r}: severity {sev!r} is not a number"
+            ) from None
         if not 0.0 <= severity <= 1.0:
-            raise ReaviseError(f"visual condition {spec!r}: severity must be in 0..1, got {severity:g}")
+            raise ReaviseError(
+                f"visual condition {spec!r}: severity must be in 0..1, got {severity:g}"
+            )
     return VisualCondition(name, severity)
 
 
@@ -159,7 +163,9 @@ def _clean(frames: np.ndarray, severity: float, rng: np.random.Generator, **_) -
     return frames.copy(), np.ones(len(frames), dtype=bool)
 
 
-def _occluder(h: int, w: int, rng: np.random.Generator, textured: bool) -> tuple[np.ndarray, np.ndarray]:
+def _occluder(
+    h: int, w: int, rng: np.random.Generator, textured: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """An occluding patch (image, alpha) covering most of the mouth region of an HxW ROI.
 
     The mouth ROI is mouth-centred, so a patch of ~60-80 % width and height around a jittered

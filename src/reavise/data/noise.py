@@ -95,6 +95,14 @@ def shape_spectrum(
     return np.fft.irfft(spec * gain(f), n)
 
 
+def _coloured(
+    n_samples: int, rng: np.random.Generator, gain: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Shaped Gaussian noise; made at >= 1 s and cropped so that 20 Hz stays resolvable."""
+    m = max(n_samples, SAMPLE_RATE)
+    return shape_spectrum(rng.standard_normal(m), gain)[:n_samples]
+
+
 def _power_law(alpha: float) -> Callable[[np.ndarray], np.ndarray]:
     """Amplitude response of a 1/f^alpha power spectrum, zero below F_LOW (and at DC)."""
 
@@ -116,13 +124,13 @@ def white_noise(n_samples: int, rng: np.random.Generator, **_) -> np.ndarray:
 @register_noise("pink")
 def pink_noise(n_samples: int, rng: np.random.Generator, **_) -> np.ndarray:
     """Pink noise: power ~ 1/f, i.e. -3 dB/octave (-10 dB/decade), above 20 Hz."""
-    return shape_spectrum(rng.standard_normal(n_samples), _power_law(1.0))
+    return _coloured(n_samples, rng, _power_law(1.0))
 
 
 @register_noise("brown")
 def brown_noise(n_samples: int, rng: np.random.Generator, **_) -> np.ndarray:
     """Brown(ian) noise: power ~ 1/f^2, i.e. -6 dB/octave (-20 dB/decade), above 20 Hz."""
-    return shape_spectrum(rng.standard_normal(n_samples), _power_law(2.0))
+    return _coloured(n_samples, rng, _power_law(2.0))
 
 
 def compute_ltass(
@@ -189,7 +197,7 @@ def speech_shaped_noise(
             g[f < F_LOW] = 0.0
             return g
 
-    return shape_spectrum(rng.standard_normal(n_samples), gain)
+    return _coloured(n_samples, rng, gain)
 
 
 def _loop_segment(x: np.ndarray, n_samples: int, start: int) -> np.ndarray:
@@ -263,7 +271,9 @@ def select_babble(
 
 
 @register_noise("modulated")
-def modulated_noise(n_samples: int, rng: np.random.Generator, sr: int = SAMPLE_RATE, **_) -> np.ndarray:
+def modulated_noise(
+    n_samples: int, rng: np.random.Generator, sr: int = SAMPLE_RATE, **_
+) -> np.ndarray:
     """Pink noise with slow sinusoidal amplitude modulation (0.5-4 Hz, depth 0.5-0.9).
 
     Non-stationary noise: the level fluctuates at syllable-like rates, which stresses a

@@ -34,9 +34,9 @@ espeakEVENT_MSG_TERMINATED = 6
 espeakEVENT_PHONEME = 7
 EE_OK = 0
 
-# English voices (espeak language identifiers) and voice variants that sound human.
+# English voices (espeak identifiers; "en" is British English) and voice variants that sound human.
 ENGLISH_VOICES: tuple[str, ...] = (
-    "en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan",
+    "en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan",
     "en-gb-x-gbcwmd", "en-us-nyc",
 )  # fmt: skip
 MALE_VARIANTS: tuple[str, ...] = (

@@ -1,0 +1,160 @@
+"""File-level enhancement: find inputs, load audio (+ lips or video), batch, write outputs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import SAMPLE_RATE, load_audio, write_wav
+from .errors import InputError, ReaviseError
+from .inference import enhance_waveforms
+from .inference.pipeline import VideoInput
+from .lips import VIDEO_FPS, load_lips
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXT = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+VIDEO_EXT = {".mp4", ".mkv", ".avi", ".mov", ".mpg", ".webm"}
+#: lips/audio duration mismatch tolerated (seconds) before an input is rejected
+AV_TOLERANCE_S = 0.25
+
+
+@dataclass
+class Job:
+    """One input to enhance and where its outputs go."""
+
+    source: Path
+    out_audio: Path
+    out_video: Path | None = None
+    lips: Path | None = None
+
+
+def collect_inputs(paths: list[Path]) -> list[Path]:
+    """Expand folders into their audio/video files (sorted); keep files as given."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXT | VIDEO_EXT
+            )
+            found = [f for f in found if not f.stem.endswith("_enhanced")]
+            if not found:
+                raise InputError(f"{p}: folder holds no audio or video files")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def find_lips(audio: Path) -> Path | None:
+    """Lips beside an audio file: STEM.npy, STEM_lips.npy or lips.npy in the same folder."""
+    for cand in (audio.with_suffix(".npy"), audio.with_name(audio.stem + "_lips.npy")):
+        if cand.exists():
+            return cand
+    single = audio.parent / "lips.npy"
+    return single if single.exists() else None
+
+
+def plan_jobs(
+    inputs: list[Path], out_dir: Path, lips: Path | None, uses_video: bool
+) -> list[Job]:
+    """Decide output paths; refuse to write over an input."""
+    files = collect_inputs(inputs)
+    if lips is not None and len(files) != 1:
+        raise ReaviseError("--lips names one lips file; give exactly one audio input with it")
+    jobs = []
+    resolved_inputs = {f.resolve() for f in files}
+    for f in files:
+        out = out_dir / f"{f.stem}_enhanced.wav"
+        is_video = f.suffix.lower() in VIDEO_EXT
+        out_v = out_dir / f"{f.stem}_enhanced{f.suffix.lower()}" if is_video else None
+        for o in (out, out_v):
+            if o is not None and o.resolve() in resolved_inputs:
+                raise ReaviseError(f"{o}: output would overwrite an input; choose another -o")
+        lp = lips if lips is not None else (find_lips(f) if uses_video and not is_video else None)
+        jobs.append(Job(f, out, out_v, lp))
+    return jobs
+
+
+def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
+    """Audio waveform, lips (if the prior uses video), and decoded video frames (video input)."""
+    if job.source.suffix.lower() in VIDEO_EXT:
+        from . import video as V
+
+        clip = V.read_clip(job.source)  # audio at 16 kHz + frames + fps
+        lips = None
+        if uses_video:
+            roi, valid = V.extract_mouth_rois(clip.frames)
+            lips = VideoInput(roi, clip.fps, valid)
+        return clip.audio, lips, clip
+    x = load_audio(job.source, warn=lambda m: log.warning(m))
+    if not uses_video or job.lips is None:
+        return x, None, None
+    frames = load_lips(job.lips)
+    dur_a = len(x) / SAMPLE_RATE
+    dur_v = len(frames) / VIDEO_FPS
+    if abs(dur_a - dur_v) > AV_TOLERANCE_S:
+        raise InputError(
+            f"{job.lips}: lips last {dur_v:.2f} s ({len(frames)} frames at {VIDEO_FPS:g} fps) but "
+            f"{job.source.name} lasts {dur_a:.2f} s"
+        )
+    return x, VideoInput(frames, VIDEO_FPS), None
+
+
+def run_enhance(
+    prior,
+    algorithm,
+    jobs: list[Job],
+    batch_size: int = 4,
+    device: str = "cpu",
+    seed: int = 0,
+    overwrite: bool = False,
+    on_error: Callable[[str], None] | None = None,
+    on_done: Callable[[Job, float], None] | None = None,
+) -> dict:
+    """Enhance jobs in batches; bad inputs are reported and skipped, finished ones resumed."""
+    on_error = on_error or (lambda m: log.error(m))
+    stats = {"done": 0, "skipped": 0, "failed": 0, "audio_seconds": 0.0, "wall_seconds": 0.0}
+    todo = [j for j in jobs if overwrite or not j.out_audio.exists()]
+    stats["skipped"] = len(jobs) - len(todo)
+    for b in range(0, len(todo), batch_size):
+        batch = []
+        for job in todo[b : b + batch_size]:
+            try:
+                batch.append((job, *load_job(job, prior.uses_video)))
+            except ReaviseError as exc:
+                stats["failed"] += 1
+                on_error(str(exc))
+        if not batch:
+            continue
+        t0 = time.perf_counter()
+        with torch.inference_mode(False):
+            results = enhance_waveforms(
+                prior,
+                algorithm,
+                [x for _, x, _, _ in batch],
+                [v for _, _, v, _ in batch],
+                device=device,
+                seed=seed,
+            )
+        wall = time.perf_counter() - t0
+        secs = sum(len(x) for _, x, _, _ in batch) / SAMPLE_RATE
+        stats["audio_seconds"] += secs
+        stats["wall_seconds"] += wall
+        for (job, _, _, clip), res in zip(batch, results, strict=True):
+            write_wav(job.out_audio, res.speech)
+            if job.out_video is not None and clip is not None:
+                from . import video as V
+
+                V.write_video_with_audio(clip.frames, clip.fps, res.speech, SAMPLE_RATE, job.out_video)
+            stats["done"] += 1
+            if on_done:
+                on_done(job, wall / len(batch))
+    stats["rtf"] = stats["wall_seconds"] / max(stats["audio_seconds"], 1e-9)
+    return stats
