@@ -87,12 +87,19 @@ def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None,
     if job.source.suffix.lower() in VIDEO_EXT:
         from . import video as V
 
-        clip = V.read_clip(job.source)  # audio at 16 kHz + frames + fps
+        frames, fps = V.read_video(job.source)
+        audio = V.read_audio_track(job.source, SAMPLE_RATE)
+        if audio is None:
+            raise InputError(f"{job.source}: video has no audio track to enhance")
+        # codecs pad or delay the track a little: keep the length the frames imply
+        audio = audio[: int(round(len(frames) / fps * SAMPLE_RATE))]
+        if len(audio) < 1024 or not np.any(audio):
+            raise InputError(f"{job.source}: audio track is empty, silent or shorter than one frame")
         lips = None
         if uses_video:
-            roi, valid = V.extract_mouth_rois(clip.frames)
-            lips = VideoInput(roi, clip.fps, valid)
-        return clip.audio, lips, clip
+            roi, valid = V.extract_mouth_rois(frames)
+            lips = VideoInput(roi, fps, valid)
+        return audio, lips, (frames, fps)
     x = load_audio(job.source, warn=lambda m: log.warning(m))
     if not uses_video or job.lips is None:
         return x, None, None
@@ -152,7 +159,8 @@ def run_enhance(
             if job.out_video is not None and clip is not None:
                 from . import video as V
 
-                V.write_video_with_audio(clip.frames, clip.fps, res.speech, SAMPLE_RATE, job.out_video)
+                frames, fps = clip
+                V.write_video_with_audio(frames, fps, res.speech, SAMPLE_RATE, job.out_video)
             stats["done"] += 1
             if on_done:
                 on_done(job, wall / len(batch))

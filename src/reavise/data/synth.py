@@ -401,8 +401,19 @@ def _progress_bar(total_seconds: float, enabled: bool):
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=round(total_seconds, 1), unit="s", desc="synth (audio s)", dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}, {rate_fmt}]")
+    bar = tqdm(
+        total=round(total_seconds, 1),
+        desc="synth",
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of speech [{elapsed}<{remaining}]",
+    )
+    update = bar.update
+
+    def capped(n: float) -> None:  # the last utterance overshoots the target
+        update(max(0.0, min(n, bar.total - bar.n)))
+
+    bar.update = capped
+    return bar
 
 
 def _default_real() -> Path | None:
@@ -434,7 +445,7 @@ def preview_sheet(
         raise ReaviseError(f"{corpus}: manifest has no utterances with lips")
     rng = np.random.default_rng(seed)
     synth: list[tuple[np.ndarray, str]] = []
-    for k in range(n):
+    for _ in range(n):
         row = rows[int(rng.integers(len(rows)))]
         frames = load_lips(resolve(row, "lips"))
         t = int(rng.integers(len(frames)))
@@ -444,9 +455,9 @@ def preview_sheet(
             meta = json.loads(ph_path.read_text())
             sr = meta.get("sample_rate", SAMPLE_RATE)
             segs = segments_from_phonemes([(p[0], p[1] / sr, p[2] / sr) for p in meta["phonemes"]])
-            label = f"{frame_visemes(segs, np.array([t / row['fps']]))[0]} ({row['speaker']})"
+            viseme = frame_visemes(segs, np.array([t / float(row["fps"])]))[0]
+            label = f"{viseme} ({row['speaker']})"
         synth.append((frames[t], label))
-        del k
     if real is None:
         real = _default_real()
     real_frames: list[tuple[np.ndarray, str]] = []
@@ -454,25 +465,21 @@ def preview_sheet(
         ra = load_lips(real)
         for t in np.linspace(0, len(ra) - 1, n).astype(int):
             real_frames.append((ra[t], f"real {t}"))
-    tiles = synth + real_frames
-    n_rows = -(-len(synth) // cols) + -(-len(real_frames) // cols)
+    synth_rows = -(-len(synth) // cols)
+    n_rows = synth_rows + -(-len(real_frames) // cols)
     fig, axs = plt.subplots(n_rows, cols, figsize=(1.6 * cols, 1.8 * n_rows), squeeze=False)
     for ax in axs.flat:
         ax.axis("off")
-    synth_rows = -(-len(synth) // cols)
-    for i, (img, label) in enumerate(tiles):
-        r, c = (i // cols, i % cols) if i < len(synth) else (synth_rows + (i - len(synth)) // cols, (i - len(synth)) % cols)
-        ax = axs[r, c]
-        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(label, fontsize=7)
-    fig.suptitle(f"synthetic: {corpus.name}" + (f"  |  real: {real}" if real is not None else ""), fontsize=8)
+    placed = [(i // cols, i % cols, img, lab) for i, (img, lab) in enumerate(synth)]
+    placed += [(synth_rows + i // cols, i % cols, img, lab) for i, (img, lab) in enumerate(real_frames)]
+    for r, c, img, label in placed:
+        axs[r, c].imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axs[r, c].set_title(label, fontsize=7)
+    title = f"synthetic: {corpus.name}" + (f"   |   real: {real}" if real is not None else "")
+    fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-
-    def save(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=90)
-
     try:
-        atomic_write(out, save, suffix=".png")
+        atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=90), suffix=".png")
     except OSError as exc:
         raise ReaviseError(f"{out}: cannot write the preview ({exc.strerror or exc})") from None
     finally:
