@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reavise-installed
 SEED ?= 0
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/reavise demo --out runs/demo --seed $(SEED)
+	$(VENV)/bin/reavise benchmark configs/quick.yaml --out runs/demo --seed $(SEED)
+	$(VENV)/bin/reavise report runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q -m "not slow"
+
+# Headless Chromium for the report page test (Debian package); the test skips without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium >/dev/null) || echo "chromium install failed: report test will skip"; \
+	  else echo "no root apt-get: chromium not installed, the report test will skip"; fi; }
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

@@ -24,7 +24,9 @@ def test_nmf_m_step_never_increases_the_cost():
     nmf = init_nmf(P, 5, g)
     costs = [_cost(nmf, P, Vs, mask)]
     for _ in range(15):
-        nmf = m_step(nmf, P, Vs, mask)
+        nmf, reported = m_step(nmf, P, Vs, mask)
+        # the reported cost is the per-frame cost at the incoming parameters
+        assert float((reported * mask.sum(-1)).sum()) == pytest.approx(costs[-1], rel=1e-9)
         costs.append(_cost(nmf, P, Vs, mask))
     assert all(b <= a + 1e-6 * abs(a) for a, b in zip(costs, costs[1:], strict=False))
     assert costs[-1] < costs[0] - 1.0

@@ -148,3 +148,8 @@ def list_models() -> None:
     for name, (_, cfg) in sorted(ALGORITHMS.items()):
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cfg))
         typer.echo(f"  {name}: {fields}")
+
+
+from . import bench_cli  # noqa: E402  (benchmark, report)
+
+bench_cli.register(app)

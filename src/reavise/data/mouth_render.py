@@ -57,27 +57,27 @@ class MouthStyle:
 def random_style(rng: np.random.Generator) -> MouthStyle:
     """A plausible random speaker face (ranges cover the TCD-TIMIT speakers roughly)."""
     u = rng.uniform
-    skin = u(0.55, 0.78)
+    skin = u(0.6, 0.8)
     return MouthStyle(
         skin=skin,
         lip_contrast=u(0.06, 0.17),
         half_width=u(25.0, 31.5),
         cx=u(31.0, 35.0),
         cy=u(22.0, 29.0),
-        upper_thick=u(5.0, 8.0),
-        lower_thick=u(8.0, 12.5),
+        upper_thick=u(6.0, 9.0),
+        lower_thick=u(9.0, 13.5),
         bow=u(0.3, 1.8),
-        max_open=u(10.0, 15.0),
+        max_open=u(13.0, 19.0),
         cavity=u(0.08, 0.22),
         teeth=u(0.68, 0.9),
         tongue=u(0.35, 0.5),
-        texture=u(0.006, 0.02),
+        texture=u(0.005, 0.015),
         texture_seed=int(rng.integers(2**31)),
         chin_shade=u(0.05, 0.22),
-        sulcus=u(0.02, 0.09),
+        sulcus=u(0.04, 0.12),
         philtrum=u(0.0, 0.05),
         blur=u(0.08, 0.25),
-        noise=u(0.004, 0.02),
+        noise=u(0.003, 0.012),
         motion=u(0.4, 1.5),
         rotation=u(0.01, 0.05),
         light_drift=u(0.01, 0.05),
@@ -86,7 +86,9 @@ def random_style(rng: np.random.Generator) -> MouthStyle:
     )
 
 
-def _smooth(rng: np.random.Generator, n: int, tau: float, shape: tuple[int, ...] = ()) -> np.ndarray:
+def _smooth(
+    rng: np.random.Generator, n: int, tau: float, shape: tuple[int, ...] = ()
+) -> np.ndarray:
     """Unit-variance AR(1) noise ``x_t = a x_{t-1} + sqrt(1 - a^2) e_t``, a = exp(-1/tau)."""
     a = float(np.exp(-1.0 / max(tau, 1e-3)))
     e = rng.standard_normal((n, *shape))
@@ -156,7 +158,7 @@ def render_frames(
     tu = style.upper_thick * (1.0 + 0.35 * p_round - 0.15 * p_spread)
     tl = style.lower_thick * (1.0 + 0.25 * p_round - 0.15 * p_spread)
     au = np.abs(u) / W
-    bow = style.bow * (np.exp(-((au - 0.2) / 0.1) ** 2) - 0.8 * np.exp(-((au / 0.08) ** 2)))
+    bow = style.bow * (np.exp(-(((au - 0.2) / 0.1) ** 2)) - 0.8 * np.exp(-((au / 0.08) ** 2)))
     yuo = yui - tu * xo**0.45 - bow * xo  # upper outer contour with Cupid's bow
     ylo = yli + tl * xo**0.6  # lower outer contour
     inside_x = _ramp(W - np.abs(u))
@@ -165,13 +167,19 @@ def render_frames(
     up = _ramp((v - yuo) / 2.0) * _ramp(yui - v) * inside_x
     lo = _ramp(v - yli) * _ramp((ylo - v) / 2.0) * inside_x
     gap = yli - yui
-    cav = _ramp(v - yui) * _ramp(yli - v) * _ramp(Wi - np.abs(u)) * np.clip(gap, 0, 1)
+    # Lips parted by less than ~1 px show only the dark seam, not the cavity.
+    cav = _ramp(v - yui) * _ramp(yli - v) * _ramp(Wi - np.abs(u)) * np.clip(gap - 0.7, 0, 1)
 
     # --- skin ----------------------------------------------------------------------------
     img = np.full(u.shape, style.skin, np.float32)
     img += _texture(style, u, v)
     img -= style.philtrum * np.exp(-((u / 2.2) ** 2)) * _ramp(-(v + style.upper_thick + 1.5))
-    img += 0.6 * style.philtrum * np.exp(-(((np.abs(u) - 4.5) / 1.5) ** 2)) * _ramp(-(v + style.upper_thick + 1))
+    img += (
+        0.6
+        * style.philtrum
+        * np.exp(-(((np.abs(u) - 4.5) / 1.5) ** 2))
+        * _ramp(-(v + style.upper_thick + 1))
+    )
     lo_c = hl + style.lower_thick  # lower edge of the lower lip at the centre
     img -= style.sulcus * np.exp(-(((v - lo_c - 4.0) / 3.0) ** 2)) * np.exp(-((u / (0.6 * W)) ** 2))
     img += 0.03 * np.exp(-(((v - lo_c - 11.0) / 6.0) ** 2)) * np.exp(-((u / 12.0) ** 2))  # chin
@@ -180,13 +188,15 @@ def render_frames(
     img -= style.chin_shade * chin_u * (0.4 + chin_v)
     img -= 0.04 * np.exp(-(((np.abs(u) - W - 4.0) / 3.0) ** 2)) * _ramp(3.0 - v)  # cheek folds
     img -= 0.03 * np.clip(-(v + 18.0) / 8.0, 0, 1)  # nose shadow at the top edge
+    nose_v = v + style.upper_thick + 17.0  # tip of the nose / columella just above the ROI
+    img += 0.05 * np.exp(-((u / 5.0) ** 2) - (np.clip(nose_v, 0, None) / 4.0) ** 2)
 
     # --- lips ----------------------------------------------------------------------------
     lip = style.skin - style.lip_contrast
     qu = np.clip((v - yuo) / np.maximum(yui - yuo, 0.5), 0, 1)  # 0 at the top, 1 at the seam
-    tone_up = lip - 0.05 * qu**2 + 0.02 * (1 - qu)
+    tone_up = lip - 0.07 * qu**2 + 0.03 * (1 - qu)
     ql = np.clip((v - yli) / np.maximum(ylo - yli, 0.5), 0, 1)
-    tone_lo = lip + 0.05 * np.sin(np.pi * ql) ** 2 * (1 - ql) - 0.03 * ql**3
+    tone_lo = lip + 0.09 * np.sin(np.pi * ql) ** 2 * (1 - ql) - 0.05 * ql**3  # highlight, lower rim
     # Vertical lip wrinkles: a faint striation across the lips, fixed per speaker.
     striae = 0.5 * style.texture * np.cos(1.3 * u + 0.3 * np.sin(0.5 * u) + style.texture_seed % 7)
     tone_up = tone_up + striae
@@ -228,11 +238,18 @@ def render_frames(
 
 
 def mouth_params(
-    phonemes: list[tuple[str, float, float]], n_frames: int, style: MouthStyle, fps: float = VIDEO_FPS
+    phonemes: list[tuple[str, float, float]],
+    n_frames: int,
+    style: MouthStyle,
+    fps: float = VIDEO_FPS,
 ) -> np.ndarray:
     """Coarticulated mouth parameters [n_frames, 5] at frame times ``k / fps``."""
-    segs = segments_from_phonemes(phonemes)
     times = np.arange(n_frames) / fps
+    # Silence before the first and after the last phoneme (lead-in, trailing frames).
+    first = phonemes[0][1] if phonemes else n_frames / fps
+    last = phonemes[-1][2] if phonemes else 0.0
+    padded = [("_", 0.0, first), *phonemes, ("_", last, max(last, n_frames / fps) + 0.2)]
+    segs = segments_from_phonemes([p for p in padded if p[2] > p[1]])
     return trajectories(segs, times, rate_scale=style.coart)
 
 

@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 from ..audio import SAMPLE_RATE, atomic_write, write_wav
 from ..errors import ReaviseError
@@ -47,7 +48,7 @@ __all__ = [
     "synthesize_utterance",
 ]
 
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 # Stream tags for SeedSequence([seed, TAG, index]): independent random streams per purpose.
 _SPEAKER, _TEXT, _LIPS, _SPLIT, _LEVEL = 1, 2, 3, 4, 5
 
@@ -63,7 +64,15 @@ class SpeakerProfile:
     style: MouthStyle
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "gender": self.gender, "voice": asdict(self.voice), "style": self.style.to_dict()}
+        return {
+            "id": self.id,
+            "gender": self.gender,
+            "voice": asdict(self.voice),
+            "style": self.style.to_dict(),
+        }
+
+
+_TILT = 7  # random stream of the per-speaker spectral tilt
 
 
 def _rng(seed: int, tag: int, index: int) -> np.random.Generator:
@@ -111,6 +120,19 @@ def _phoneme_seconds(utt: Utterance) -> list[tuple[str, float, float]]:
     return [(p.symbol, p.start / sr, p.end / sr) for p in utt.phonemes]
 
 
+def _record(audio: np.ndarray, speaker: int, seed: int, rng: np.random.Generator) -> np.ndarray:
+    """Give the formant synthesiser's flat, buzzy spectrum a natural tilt.
+
+    espeak-ng's output keeps nearly as much energy at 4-8 kHz as at 1 kHz, unlike voices
+    recorded by a microphone (glottal roll-off plus lip radiation: about -6 dB/octave above
+    ~1 kHz, Fant 1960). A one-pole low-pass y[n] = (1-a) x[n] + a y[n-1] with a per-speaker
+    coefficient a in [0.55, 0.85] (corner roughly 400-1500 Hz, varying voice brightness)
+    restores that tilt.
+    """
+    a = float(_rng(seed, _TILT, speaker).uniform(0.55, 0.85))
+    return lfilter([1.0 - a], [1.0, -a], audio).astype(np.float32)
+
+
 def synthesize_utterance(
     seed: int,
     index: int,
@@ -121,7 +143,8 @@ def synthesize_utterance(
     """Utterance ``index`` of a corpus: (speech with phoneme timings, lips [T, 67, 67], speaker).
 
     The text is drawn (and extended or redrawn) until the speech lasts between
-    ``min_seconds`` and ``max_seconds``; a random lead-in silence and level are applied.
+    ``min_seconds`` and ``max_seconds``; a spectral tilt, lead-in and trailing silence, a
+    recording noise floor and a random level are applied.
     """
     spk = speaker_profile(seed, index % n_speakers, n_speakers)
     rng = _rng(seed, _TEXT, index)
@@ -134,8 +157,9 @@ def synthesize_utterance(
         pitch_range=int(np.clip(spk.voice.pitch_range + rng.integers(-8, 9), 0, 100)),
         word_gap=spk.voice.word_gap,
     )
+    tts_seed = int(rng.integers(2**31))
     text = pick_sentence(rng)
-    utt = synthesize(text, voice)
+    utt = synthesize(text, voice, seed=tts_seed)
     best = utt
     for _ in range(8):
         if utt.duration < min_seconds:
@@ -144,20 +168,28 @@ def synthesize_utterance(
             text = pick_sentence(rng)
         else:
             break
-        utt = synthesize(text, voice)
+        utt = synthesize(text, voice, seed=tts_seed)
         # Keep the candidate closest to the allowed range.
         gap = lambda u: max(min_seconds - u.duration, u.duration - max_seconds, 0.0)  # noqa: E731
         if gap(utt) <= gap(best):
             best = utt
     utt = best if not (min_seconds <= utt.duration <= max_seconds) else utt
-    # Lead-in silence (50..300 ms) and a random peak level, as in recorded corpora.
-    lead = int(rng.uniform(0.05, 0.3) * SAMPLE_RATE)
-    peak = float(np.max(np.abs(utt.audio))) or 1.0
-    audio = np.concatenate([np.zeros(lead, np.float32), utt.audio * (rng.uniform(0.4, 0.9) / peak)])
+    audio = _record(utt.audio, spk.index, seed, rng)
+    # Lead-in and trailing silence (250..800 ms each), as in recorded corpora (TIMIT-like).
+    # Noise-only stretches matter to unsupervised enhancement: they are where the NMF
+    # noise model can tell noise from speech.
+    lead = int(rng.uniform(0.25, 0.8) * SAMPLE_RATE)
+    trail = int(rng.uniform(0.25, 0.8) * SAMPLE_RATE)
+    audio = np.concatenate([np.zeros(lead, np.float32), audio, np.zeros(trail, np.float32)])
+    # Recording noise floor 45..60 dB below the peak: real "clean" speech is never digital
+    # silence, and exact zeros make the Itakura-Saito model degenerate.
+    floor = 10 ** (-rng.uniform(45, 60) / 20)
+    audio = audio + floor * rng.standard_normal(len(audio)).astype(np.float32)
+    peak = float(np.max(np.abs(audio))) or 1.0
     for p in utt.phonemes:
         p.start += lead
         p.end += lead
-    utt.audio = audio.astype(np.float32)
+    utt.audio = (audio * (rng.uniform(0.4, 0.9) / peak)).astype(np.float32)
     frames = render_lips(_phoneme_seconds(utt), utt.duration, spk.style, _rng(seed, _LIPS, index))
     return utt, frames, spk
 
@@ -218,7 +250,9 @@ def _job(args: tuple) -> dict:
         "n_video_frames": int(frames.shape[0]),
         "fps": VIDEO_FPS,
         # [espeak mnemonic, start sample, end sample, viseme(s)] at sample_rate
-        "phonemes": [[p.symbol, p.start, p.end, "+".join(visemes_of(p.symbol))] for p in utt.phonemes],
+        "phonemes": [
+            [p.symbol, p.start, p.end, "+".join(visemes_of(p.symbol))] for p in utt.phonemes
+        ],
     }
     write_wav(paths["audio"], utt.audio, utt.sample_rate)
     save_lips(paths["lips"], frames)
@@ -236,7 +270,9 @@ def _check_out(out: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ReaviseError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+        raise ReaviseError(
+            f"{out}: output folder is not writable ({exc.strerror or exc})"
+        ) from None
 
 
 def synthesize_corpus(
@@ -335,7 +371,9 @@ def synthesize_corpus(
                 absorb(_job(args(i)))
                 i += 1
         else:
-            ctx = get_context("spawn")  # espeak has global state: fresh processes, no fork
+            # Processes, not threads (espeak has global state). Fork is cheap and safe here: the
+            # parent never synthesises, and workers use no threaded torch ops.
+            ctx = get_context("fork" if hasattr(os, "fork") else "spawn")
             with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
                 pending: set[Future] = set()
                 i = 0
@@ -471,7 +509,9 @@ def preview_sheet(
     for ax in axs.flat:
         ax.axis("off")
     placed = [(i // cols, i % cols, img, lab) for i, (img, lab) in enumerate(synth)]
-    placed += [(synth_rows + i // cols, i % cols, img, lab) for i, (img, lab) in enumerate(real_frames)]
+    placed += [
+        (synth_rows + i // cols, i % cols, img, lab) for i, (img, lab) in enumerate(real_frames)
+    ]
     for r, c, img, label in placed:
         axs[r, c].imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axs[r, c].set_title(label, fontsize=7)

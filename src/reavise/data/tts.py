@@ -52,7 +52,11 @@ FEMALE_VARIANTS: tuple[str, ...] = (
 
 class _Event(ctypes.Structure):
     class _Id(ctypes.Union):
-        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+        _fields_ = [
+            ("number", ctypes.c_int),
+            ("name", ctypes.c_char_p),
+            ("string", ctypes.c_char * 8),
+        ]
 
     _fields_ = [
         ("type", ctypes.c_int),
@@ -66,7 +70,9 @@ class _Event(ctypes.Structure):
     ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,9 @@ class Engine:
         try:
             import espeakng_loader
         except ImportError as exc:  # pragma: no cover - dependency of the package
-            raise ReaviseError(f"espeakng_loader is not installed ({exc}); pip install espeakng-loader") from None
+            raise ReaviseError(
+                f"espeakng_loader is not installed ({exc}); pip install espeakng-loader"
+            ) from None
         lib_path = espeakng_loader.get_library_path()
         data_path = espeakng_loader.get_data_path()
         try:
@@ -141,6 +149,13 @@ class Engine:
         ]  # fmt: skip
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Synchronize.restype = ctypes.c_int
+        # espeak draws random numbers (breath noise, jitter) from its own generator and libc's
+        # rand(); both are re-seeded before every utterance so that a seed gives identical audio.
+        self._set_rand_seed = getattr(lib, "espeak_ng_SetRandSeed", None)
+        if self._set_rand_seed is not None:
+            self._set_rand_seed.argtypes = [ctypes.c_long]
+            self._set_rand_seed.restype = None
+        self._libc = ctypes.CDLL(None)
         options = espeakINITIALIZE_PHONEME_EVENTS | espeakINITIALIZE_DONT_EXIT
         sr = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, data_path.encode(), options)
         if sr <= 0:
@@ -170,44 +185,94 @@ class Engine:
             i += 1
         return 0
 
-    def synth_raw(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
-        """Audio at the engine rate (int16 -> float32) and the raw events, for one text."""
+    def synth_raw(
+        self, text: str, voice: Voice, seed: int = 0
+    ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+        """Audio at the engine rate (int16 -> float32) and the raw events, for one text.
+
+        espeak-ng keeps static state between utterances (e.g. its flutter and echo buffers)
+        that re-seeding does not reset, so the same call gives different samples later in a
+        process. Each utterance is therefore synthesised in a forked child of this process,
+        whose engine stays freshly initialised: same (text, voice, seed), same bytes.
+        """
+        if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX: not bit-reproducible
+            return self._synth_here(text, voice, seed)
+        import pickle
+
         with self._lock:
-            lib = self.lib
-            if lib.espeak_SetVoiceByName(voice.name.encode()) != EE_OK:
-                raise ReaviseError(f"espeak-ng has no voice {voice.name!r}")
-            for param, value in (
-                (espeakRATE, voice.rate),
-                (espeakPITCH, voice.pitch),
-                (espeakRANGE, voice.pitch_range),
-                (espeakWORDGAP, voice.word_gap),
-                (espeakVOLUME, 100),
-            ):
-                lib.espeak_SetParameter(param, int(value), 0)
-            self._chunks, self._events = [], []
-            buf = text.encode("utf-8") + b"\0"
-            err = lib.espeak_Synth(buf, len(buf), 0, POS_CHARACTER, 0, espeakCHARS_UTF8, None, None)
-            lib.espeak_Synchronize()
-            if err != EE_OK:
-                raise ReaviseError(f"espeak-ng failed on text {text[:40]!r} (code {err})")
-            audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-            events = self._events
-            self._chunks, self._events = [], []
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: synthesise, send the result, exit without cleanup
+                code = 0
+                try:
+                    os.close(r)
+                    try:
+                        payload = pickle.dumps(("ok", self._synth_here(text, voice, seed)))
+                    except BaseException as exc:  # noqa: BLE001 - sent back to the parent
+                        payload = pickle.dumps(("error", str(exc)))
+                    with os.fdopen(w, "wb") as f:
+                        f.write(payload)
+                except BaseException:  # noqa: BLE001
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            os.waitpid(pid, 0)
+        if not data:
+            raise ReaviseError(f"espeak-ng crashed on text {text[:40]!r}")
+        status, value = pickle.loads(data)
+        if status != "ok":
+            raise ReaviseError(value)
+        return value
+
+    def _synth_here(
+        self, text: str, voice: Voice, seed: int = 0
+    ) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+        """Synthesise in this process (advances espeak's hidden state)."""
+        lib = self.lib
+        if lib.espeak_SetVoiceByName(voice.name.encode()) != EE_OK:
+            raise ReaviseError(f"espeak-ng has no voice {voice.name!r}")
+        for param, value in (
+            (espeakRATE, voice.rate),
+            (espeakPITCH, voice.pitch),
+            (espeakRANGE, voice.pitch_range),
+            (espeakWORDGAP, voice.word_gap),
+            (espeakVOLUME, 100),
+        ):
+            lib.espeak_SetParameter(param, int(value), 0)
+        if self._set_rand_seed is not None:
+            self._set_rand_seed(int(seed) & 0x7FFFFFFF)
+        self._libc.srand(ctypes.c_uint(int(seed) & 0xFFFFFFFF))
+        self._chunks, self._events = [], []
+        buf = text.encode("utf-8") + b"\0"
+        err = lib.espeak_Synth(buf, len(buf), 0, POS_CHARACTER, 0, espeakCHARS_UTF8, None, None)
+        lib.espeak_Synchronize()
+        if err != EE_OK:
+            raise ReaviseError(f"espeak-ng failed on text {text[:40]!r} (code {err})")
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        events = self._events
+        self._chunks, self._events = [], []
         return audio.astype(np.float32) / 32768.0, events
 
-    def synthesize(self, text: str, voice: Voice, sample_rate: int = SAMPLE_RATE) -> Utterance:
+    def synthesize(
+        self, text: str, voice: Voice, sample_rate: int = SAMPLE_RATE, seed: int = 0
+    ) -> Utterance:
         """Speak ``text`` with ``voice``: 16 kHz audio + phoneme timings in output samples.
 
         Phoneme ``i`` spans from its event sample to the next phoneme's (the last one to the
         end of the audio); positions are rescaled from the engine rate to ``sample_rate``.
         """
-        raw, events = self.synth_raw(text, voice)
+        raw, events = self.synth_raw(text, voice, seed)
         if raw.size == 0:
             raise ReaviseError(f"espeak-ng produced no audio for {text[:40]!r}")
         audio = resample(raw, self.engine_rate, sample_rate).astype(np.float32)
         n = len(audio)
         scale = sample_rate / self.engine_rate
-        phon = [(int(round(s * scale)), sym) for t, s, sym in events if t == espeakEVENT_PHONEME and sym]
+        phon = [
+            (int(round(s * scale)), sym) for t, s, sym in events if t == espeakEVENT_PHONEME and sym
+        ]
         words = [int(round(s * scale)) for t, s, _ in events if t == espeakEVENT_WORD]
         phonemes: list[Phoneme] = []
         for k, (start, sym) in enumerate(phon):
@@ -233,6 +298,8 @@ def engine() -> Engine:
     return _ENGINE
 
 
-def synthesize(text: str, voice: Voice | None = None, sample_rate: int = SAMPLE_RATE) -> Utterance:
-    """Speak ``text`` (default voice en-us+m3) -> :class:`Utterance` at ``sample_rate``."""
-    return engine().synthesize(text, voice or Voice(), sample_rate)
+def synthesize(
+    text: str, voice: Voice | None = None, sample_rate: int = SAMPLE_RATE, seed: int = 0
+) -> Utterance:
+    """Speak ``text`` (default voice en-us+m3) -> :class:`Utterance`; same seed, same samples."""
+    return engine().synthesize(text, voice or Voice(), sample_rate, seed)

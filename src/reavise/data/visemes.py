@@ -48,11 +48,11 @@ VISEMES: tuple[str, ...] = tuple(VISEME_TARGETS)
 
 # Dominance magnitude a_p per viseme (how strongly a segment imposes each parameter) and
 # decay rates theta (1/s) before (anticipation) and after (carry-over) the segment.
-_LIPS_FIXED = (1.0, 0.5, 0.5, 0.6, 0.3)  # bilabials/labiodentals must reach their closure
+_LIPS_FIXED = (2.0, 0.5, 0.5, 1.0, 0.3)  # bilabials/labiodentals must reach their closure
 _VOWEL = (0.8, 0.8, 0.8, 0.6, 0.4)
 _LINGUAL = (0.45, 0.25, 0.25, 0.6, 0.8)  # tongue consonants: lips follow the vowels
 VISEME_DOMINANCE: dict[str, tuple[tuple[float, ...], float, float]] = {
-    "sil": ((0.35, 0.35, 0.35, 0.35, 0.35), 12.0, 12.0),
+    "sil": ((0.8, 0.5, 0.5, 0.8, 0.5), 15.0, 15.0),
     "PBM": (_LIPS_FIXED, 30.0, 30.0),
     "FV": (_LIPS_FIXED, 28.0, 28.0),
     "TH": (_LINGUAL, 25.0, 25.0),

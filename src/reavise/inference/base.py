@@ -112,21 +112,24 @@ class EMAlgorithm:
             if frame_mask is None
             else frame_mask.to(P.dtype)
         )
-        n_frames = mask.sum(-1).clamp_min(1.0)
         req = [p.requires_grad for p in prior.parameters()]
         prior.requires_grad_(False)
         try:
             nmf = init_nmf(P, cfg.nmf_rank, gen)
+            # optional prior hooks (e.g. the switching VAE's per-frame switch posterior)
+            em_update = getattr(prior, "em_update", None)
+            if hasattr(prior, "em_begin"):
+                prior.em_begin(ctx)
             state = self.init_latent(prior, P, ctx, gen)
             costs = []
             converged = False
             it = 0
             for it in range(1, cfg.max_iter + 1):
                 z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
-                nmf = m_step(nmf, P, Vs, mask)
                 with torch.no_grad():
-                    Vx = nmf.g[..., None] * Vs + nmf.WH
-                    cost = (neg_log_likelihood(P, Vx).mean(0) * mask).sum(-1) / n_frames
+                    nmf, cost = m_step(nmf, P, Vs, mask)
+                if em_update is not None and em_update(ctx, P, nmf, z, mask):
+                    state.pop("Vs", None)  # cached speech variances are stale
                 costs.append(cost)
                 if progress is not None:
                     progress(it, cost)
@@ -151,6 +154,7 @@ class EMAlgorithm:
             converged=converged,
             nmf=nmf,
             z=z,
+            info=dict(prior.em_info(ctx)) if hasattr(prior, "em_info") else {},
         )
 
 
@@ -159,6 +163,7 @@ def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:
     return torch.exp(prior.decode(z, ctx))
 
 
-def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState) -> torch.Tensor:
+def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState, WH=None) -> torch.Tensor:
     """log p(x_t | z_t) per frame up to a constant, for speech variances Vs [..., B, T, F]."""
-    return -neg_log_likelihood(P, nmf.g[..., None] * Vs + nmf.WH)
+    Vx = torch.addcmul(nmf.WH if WH is None else WH, nmf.g[..., None], Vs)
+    return -neg_log_likelihood(P, Vx)

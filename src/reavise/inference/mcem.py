@@ -3,8 +3,9 @@
 Random-walk proposal z' = z + sqrt(var) eps, accepted frame by frame with probability
 min(1, p(x_t|z'_t) p(z'_t|v) / (p(x_t|z_t) p(z_t|v))) — exact for frame-wise priors, where the
 posterior factorises over frames. Fully vectorised over utterances and frames: the only
-Python loop is over the MH steps. The current sample's log-likelihood and variance are kept
-between steps, so each step decodes once (the published code decodes twice).
+Python loop is over the MH steps. The current sample's log-likelihood is kept between
+steps, so each step decodes once (the published code decodes twice); the kept samples are
+decoded together at the end of the E-step.
 """
 
 from __future__ import annotations
@@ -39,24 +40,24 @@ class MCEM(EMAlgorithm):
         cfg = self.config
         z = state["z"]
         std = math.sqrt(cfg.proposal_var)
-        samples_z, samples_v = [], []
+        WH = nmf.WH  # fixed during the E-step
+        samples = []
         with torch.no_grad():
-            Vs = state.get("Vs")
-            if Vs is None:
-                Vs = speech_variance(prior, z, ctx)
             # the noise model changed in the M-step: the current log-likelihood is recomputed once
-            logp = frame_loglik(P, Vs, nmf) + prior.prior_logp(z, ctx)
+            logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + prior.prior_logp(z, ctx)
             for step in range(cfg.n_mh):
-                z_new = z + std * torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
-                Vs_new = speech_variance(prior, z_new, ctx)
-                logp_new = frame_loglik(P, Vs_new, nmf) + prior.prior_logp(z_new, ctx)
+                z_new = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
+                z_new = z_new.mul_(std).add_(z)
+                logp_new = frame_loglik(P, speech_variance(prior, z_new, ctx), nmf, WH)
+                logp_new += prior.prior_logp(z_new, ctx)
                 u = torch.rand(logp.shape, generator=gen, device=z.device, dtype=z.dtype)
                 accept = torch.log(u) < (logp_new - logp)
                 z = torch.where(accept[..., None], z_new, z)
-                Vs = torch.where(accept[..., None], Vs_new, Vs)
                 logp = torch.where(accept, logp_new, logp)
                 if step >= cfg.burn_in:
-                    samples_z.append(z)
-                    samples_v.append(Vs)
-        state["z"], state["Vs"] = z, Vs
-        return torch.stack(samples_z), torch.stack(samples_v)
+                    samples.append(z)
+            zs = torch.stack(samples)
+            # one batched decode of the kept samples (cheaper than tracking sigma2 per step)
+            Vs = speech_variance(prior, zs, ctx)
+        state["z"] = z
+        return zs, Vs

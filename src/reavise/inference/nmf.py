@@ -44,32 +44,43 @@ def init_nmf(
     return NMFState(W, H, g)
 
 
-def m_step(state: NMFState, P: torch.Tensor, Vs: torch.Tensor, mask: torch.Tensor) -> NMFState:
+def m_step(
+    state: NMFState, P: torch.Tensor, Vs: torch.Tensor, mask: torch.Tensor
+) -> tuple[NMFState, torch.Tensor]:
     """One round of the W, H, g updates given speech-variance samples ``Vs`` [R, B, T, F].
 
-    ``mask`` [B, T] (float 0/1) removes padded frames from every sum.
+    ``mask`` [B, T] (float 0/1) removes padded frames from every sum. Also returns the
+    Monte Carlo cost -E_z[log p(x|z)] per utterance at the incoming parameters (the value
+    the M-step decreases), computed from quantities the update needs anyway.
     """
     m = mask.unsqueeze(-1)  # [B, T, 1]
     Pm = P * m
     W, H, g = state.W, state.H, state.g
+    R = Vs.shape[0]
 
-    def sums(W, H, g):
-        Vx = g[..., None] * Vs + (H @ W)  # [R, B, T, F]
-        inv = 1.0 / Vx
-        return (inv * inv).sum(0) * Pm, inv.sum(0) * m, Vx, inv
+    def inverse(W, H, g):
+        # V^-1 for every sample; addcmul and in-place reciprocal avoid temporaries
+        return torch.addcmul(H @ W, g[..., None], Vs).reciprocal_()
 
-    A, Bm, _, _ = sums(W, H, g)
+    def sums(inv):
+        return inv.square().sum(0) * Pm, inv.sum(0) * m
+
+    inv = inverse(W, H, g)
+    # cost at the incoming parameters: mean_r sum_f log V + P / V = -log(1/V) + P * (1/V)
+    cost = ((Pm * inv.sum(0) - torch.log(inv).sum(0) * m).sum(-1) / R).sum(-1)
+    A, Bm = sums(inv)
     Ht = H.transpose(1, 2)
     W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
-    A, Bm, _, _ = sums(W, H, g)
+    A, Bm = sums(inverse(W, H, g))
     Wt = W.transpose(1, 2)
     H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
-    _, _, Vx, inv = sums(W, H, g)
-    num = (Pm * (Vs * inv * inv)).sum((0, -1))
-    den = (Vs * inv).sum((0, -1)) * mask
+    inv = inverse(W, H, g)
+    Vs_inv = Vs * inv
+    num = (Pm * (Vs_inv * inv).sum(0)).sum(-1)
+    den = Vs_inv.sum((0, -1)) * mask
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
-    return NMFState(W, H, g)
+    return NMFState(W, H, g), cost / mask.sum(-1).clamp_min(1.0)
 
 
 def neg_log_likelihood(P: torch.Tensor, Vx: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,17 @@
 """Speech priors (VAEs conditioned or not on video), fusion modules, visual front-ends."""
 
 # Importing the modules registers their priors.
-from . import vae  # noqa: E402,F401
+from . import av, vae  # noqa: E402,F401
 from .base import SpeechPrior
+from .fusion import FUSIONS, build_fusion
 from .registry import PRIORS, build_prior, prior_names, register_prior
 
-__all__ = ["SpeechPrior", "PRIORS", "build_prior", "prior_names", "register_prior"]
+__all__ = [
+    "FUSIONS",
+    "PRIORS",
+    "SpeechPrior",
+    "build_fusion",
+    "build_prior",
+    "prior_names",
+    "register_prior",
+]

@@ -24,6 +24,8 @@ class SpeechPrior(nn.Module):
     uses_video: bool = False
     #: True when the model treats frames independently (MH may accept per frame exactly).
     framewise: bool = True
+    #: True when p(z|v) is the standard normal (fast path in ``prior_logp``).
+    standard_prior: bool = True
 
     config: Any
 
@@ -54,8 +56,29 @@ class SpeechPrior(nn.Module):
 
     def prior_logp(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
         """log p(z|v) summed over the latent dimension: [..., B, T]."""
+        if self.standard_prior:
+            return -0.5 * (z.square().sum(-1) + z.shape[-1] * LOG_2PI)
         mu, logvar = self.prior(z, ctx)
         return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+    # --- optional hooks (defaults: no-ops) -----------------------------------------------
+    def fusion_weights(self) -> dict[str, torch.Tensor]:
+        """Per-frame (audio, visual) weights [..., B, T, 2] of each fusion site, last forward."""
+        return {}
+
+    def em_begin(self, ctx: Any) -> None:
+        """Called by the EM loop before the first iteration (reset per-run latent state)."""
+
+    def em_update(self, ctx: Any, P: torch.Tensor, nmf: Any, z: torch.Tensor, mask: torch.Tensor) -> bool:
+        """Called after each M-step with the E-step's z samples; True if ``decode`` changed.
+
+        The switching prior updates its per-frame switch posterior here.
+        """
+        return False
+
+    def em_info(self, ctx: Any) -> dict[str, Any]:
+        """Extra outputs stored in ``EMResult.info`` at the end of a run (e.g. switch posterior)."""
+        return {}
 
     @property
     def z_dim(self) -> int:

@@ -1,0 +1,53 @@
+"""Shared helpers of the benchmark scripts: data location, timing, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def shared_available() -> bool:
+    return (SHARED / "ntcd-timit-sample" / "noisy.wav").exists()
+
+
+def published_prior(workdir: Path):
+    """The published A-VAE imported into a reavise checkpoint (None without shared data)."""
+    from reavise.models.checkpoint import import_published, load_checkpoint
+
+    if not shared_available():
+        return None
+    ck = import_published(
+        SHARED / "reference-checkpoints" / "a-vae" / "A-VAE.pt", workdir / "published-a-vae.pt"
+    )
+    return load_checkpoint(ck)
+
+
+def timed(fn, repeat: int = 3, warmup: int = 1) -> tuple[float, list[float], object]:
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def machine() -> dict:
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "processor": platform.processor() or platform.machine(),
+    }

@@ -1,0 +1,1 @@
+"""Parts of ``reavise benchmark``: config parsing, the per-cell worker, result tables."""

@@ -1,0 +1,49 @@
+"""CLI commands ``reavise benchmark`` (run a comparison grid) and ``reavise report`` (HTML page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def benchmark(
+    config: Path = typer.Argument(..., help="Benchmark YAML (see configs/quick.yaml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumed if it exists)."),
+    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per CPU core; 1 on cuda)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the config's)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train/load priors, make mixtures, run every method on them, write results and tables."""
+    from .benchmark import run_benchmark
+
+    rec = run_benchmark(config, out, workers=workers, device=device, seed=seed, progress=progress,
+                        echo=typer.echo)  # fmt: skip
+    typer.echo(
+        f"{out}: {rec['n_rows']} result rows ({rec['n_run']} of {rec['n_tasks']} cells computed "
+        f"now) in {rec['timings']['total_s']:.0f} s -> {out / 'results.csv'}, {out / 'tables.md'}"
+    )
+    for note in rec["notes"]:
+        typer.echo(f"note: {note}")
+    if rec["errors"]:
+        raise typer.Exit(2)
+
+
+def report(
+    run: Path = typer.Argument(..., help="Benchmark output folder (with results.csv)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default RUN/report)."),
+    seed: int = typer.Option(0, "--seed", help="Accepted for uniformity; the report is deterministic."),
+) -> None:
+    """Write a static HTML report (index.html; tables, plots, audio examples), no server needed."""
+    from .report import write_report
+
+    del seed
+    path = write_report(run, out)
+    typer.echo(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``benchmark`` and ``report`` to the top-level app."""
+    app.command("benchmark")(benchmark)
+    app.command("report")(report)

@@ -1,0 +1,104 @@
+"""Visual front-ends: mouth ROIs (or precomputed lip embeddings) -> per-frame features.
+
+All front-ends map ``video`` [B, T, H, W] (ROI pixels in 0..1) or [B, T, E] (embeddings of a
+lip-reading network, ``visual_input="embedding"``) to features [B, T, visual_dim]:
+
+* ``mlp``: each frame flattened, 67*67 -> 512 ReLU -> visual_dim tanh, the raw-lips branch of
+  the AV-VAE (Sadeghi et al. 2020, IEEE/ACM TASLP, Fig. 2).
+* ``cnn``: a small strided CNN per frame, then a residual temporal 1-D convolution over a few
+  frames (lip motion, not only lip shape), a cheap cousin of lip-reading front-ends
+  (Stafylakis & Tzimiropoulos 2017). A few ms per utterance on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ReaviseError
+
+
+@dataclass
+class VisualConfig:
+    """Visual front-end settings shared by every audio-visual prior."""
+
+    #: "roi": mouth pixels [B, T, H, W]; "embedding": precomputed features [B, T, embedding_dim]
+    visual_input: str = "roi"
+    roi_size: int = 67
+    embedding_dim: int = 0
+    #: "mlp" (published AV-VAE lips branch) or "cnn" (2-D CNN + temporal 1-D conv)
+    visual_frontend: str = "mlp"
+    visual_hidden: int = 512
+    visual_dim: int = 32
+    #: frames seen by the temporal convolution of the cnn front-end (odd)
+    temporal_kernel: int = 5
+
+
+class VisualFrontend(nn.Module):
+    """Per-frame visual features [B, T, visual_dim] from ROIs or embeddings."""
+
+    def __init__(self, cfg: VisualConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.visual_input not in ("roi", "embedding"):
+            raise ReaviseError(f"visual_input must be 'roi' or 'embedding', got {cfg.visual_input!r}")
+        if cfg.visual_frontend not in ("mlp", "cnn"):
+            raise ReaviseError(f"visual_frontend must be 'mlp' or 'cnn', got {cfg.visual_frontend!r}")
+        if cfg.visual_input == "embedding" and cfg.embedding_dim < 1:
+            raise ReaviseError("visual_input='embedding' needs embedding_dim > 0")
+        dv = cfg.visual_dim
+        self.cnn: nn.Module | None = None
+        self.temporal: nn.Conv1d | None = None
+        if cfg.visual_input == "embedding":
+            self.frame = nn.Sequential(
+                nn.Linear(cfg.embedding_dim, cfg.visual_hidden), nn.ReLU(),
+                nn.Linear(cfg.visual_hidden, dv), nn.Tanh(),
+            )
+        elif cfg.visual_frontend == "mlp":
+            self.frame = nn.Sequential(
+                nn.Flatten(-2),
+                nn.Linear(cfg.roi_size * cfg.roi_size, cfg.visual_hidden), nn.ReLU(),
+                nn.Linear(cfg.visual_hidden, dv), nn.Tanh(),
+            )
+        else:
+            # 67x67 -> 34 -> 17 -> 9 with 8/16/32 channels, pooled to 3x3 (288 values)
+            self.cnn = nn.Sequential(
+                nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+            )
+            self.frame = nn.Sequential(nn.Linear(288, dv), nn.Tanh())
+        if cfg.visual_frontend == "cnn":
+            k = cfg.temporal_kernel
+            if k < 1 or k % 2 == 0:
+                raise ReaviseError(f"temporal_kernel must be odd and positive, got {k}")
+            self.temporal = nn.Conv1d(dv, dv, k, padding=k // 2)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.visual_input == "embedding":
+            if video.dim() != 3 or video.shape[-1] != cfg.embedding_dim:
+                raise ReaviseError(
+                    f"visual embeddings must be [B, T, {cfg.embedding_dim}], got {tuple(video.shape)}"
+                )
+            h = self.frame(video)
+        else:
+            if video.dim() != 4:
+                raise ReaviseError(f"video must be [B, T, H, W], got {tuple(video.shape)}")
+            B, T, H, W = video.shape
+            x = (video - 0.5) * 2.0  # centre pixels so blank (0) frames are far from typical ones
+            if self.cnn is None:
+                if H != cfg.roi_size or W != cfg.roi_size:
+                    raise ReaviseError(
+                        f"video frames are {H}x{W} but the model expects {cfg.roi_size}x{cfg.roi_size}"
+                    )
+                h = self.frame(x)
+            else:
+                h = self.frame(self.cnn(x.reshape(B * T, 1, H, W))).reshape(B, T, -1)
+        if self.temporal is not None:
+            # residual temporal convolution over neighbouring frames (lip motion)
+            h = h + torch.tanh(self.temporal(h.transpose(1, 2))).transpose(1, 2)
+        return h

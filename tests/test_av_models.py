@@ -1,0 +1,152 @@
+import pytest
+import torch
+
+from avsynth import av_batch, tiny_config, train_tiny
+from reavise.inference import build_algorithm
+from reavise.models import FUSIONS, build_prior
+from reavise.models.checkpoint import load_checkpoint, save_checkpoint
+
+AV = ["av-vae", "av-cvae", "min-vae", "switching"]
+VARIANTS = [(n, {}) for n in AV] + [
+    (n, {"fusion": f}) for n in ("av-vae", "av-cvae") for f in FUSIONS if f != "concat"
+] + [
+    ("av-cvae", {"fusion": "reliability", "fusion_at": ["encoder", "decoder", "prior"]}),
+    ("av-vae", {"visual_frontend": "cnn", "fusion": "cross_attention"}),
+    ("switching", {"fusion": "reliability"}),
+    ("av-cvae", {"visual_input": "embedding", "embedding_dim": 12, "fusion": "gated"}),
+]
+
+
+def _inputs(cfg: dict, B: int = 4, T: int = 8):
+    g = torch.Generator().manual_seed(0)
+    P, v = av_batch(B, T, g)
+    if cfg.get("visual_input") == "embedding":
+        v = torch.randn(B, T, cfg["embedding_dim"], generator=g)
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 5:] = False
+    return P, v, valid
+
+
+@pytest.mark.parametrize("name, extra", VARIANTS)
+def test_every_model_trains_with_decreasing_loss(name, extra):
+    torch.manual_seed(0)
+    cfg = tiny_config(**extra)
+    m = build_prior(name, cfg)
+    assert m.uses_video
+    P, v, valid = _inputs(cfg)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        out = m.loss(P, m.context(v, valid))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    w = m.fusion_weights()
+    assert w, "every AV model reports modality weights"
+    for x in w.values():
+        assert torch.allclose(x.sum(-1), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, extra", VARIANTS)
+def test_save_load_round_trip(name, extra, tmp_path):
+    torch.manual_seed(1)
+    cfg = tiny_config(**extra)
+    m = build_prior(name, cfg).eval()
+    m2 = load_checkpoint(save_checkpoint(tmp_path / "m.pt", m))
+    P, v, valid = _inputs(cfg)
+    c1, c2 = m.context(v, valid), m2.context(v, valid)
+    z = torch.randn(3, 4, 8, 2)
+    assert torch.equal(m.encode(P, c1)[0], m2.encode(P, c2)[0])
+    assert torch.equal(m.decode(z, c1), m2.decode(z, c2))
+    assert torch.equal(m.prior(z, c1)[0] * torch.ones_like(z), m2.prior(z, c2)[0] * torch.ones_like(z))
+
+
+@pytest.mark.parametrize("name, extra", VARIANTS[:4] + [("av-cvae", {"fusion": "cross_attention"})])
+@pytest.mark.parametrize("algo", ["mcem", "vem", "langevin"])
+def test_em_runs_with_and_without_video(name, extra, algo):
+    torch.manual_seed(0)
+    cfg = tiny_config(**extra)
+    m = build_prior(name, cfg).eval()
+    P, v, valid = _inputs(cfg, B=2, T=10)
+    X = torch.sqrt(P) * torch.exp(2j * torch.pi * torch.rand(P.shape)) + 0.1
+    kw = {"n_mh": 4, "burn_in": 2} if algo == "mcem" else {}
+    a = build_algorithm(algo, max_iter=3, **kw)
+    for ctx in (m.context(v, valid), m.context(None, None), m.context(v, torch.zeros_like(valid))):
+        res = a.run(m, X, ctx=ctx, frame_mask=torch.ones(2, 10))
+        assert res.speech.shape == X.shape and torch.isfinite(res.speech.abs()).all()
+        assert torch.isfinite(res.cost).all()
+
+
+@pytest.mark.parametrize("name", ["av-vae", "av-cvae", "switching"])
+def test_all_invalid_video_equals_missing_video(name):
+    torch.manual_seed(0)
+    m = build_prior(name, tiny_config(fusion="reliability")).eval()
+    _, v, valid = _inputs(tiny_config())
+    z = torch.randn(4, 8, 2)
+    off = m.context(v, torch.zeros_like(valid))
+    none = m.context(None, None)
+    assert torch.allclose(m.decode(z, off), m.decode(z, none), atol=1e-5)
+    mu, logvar = m.prior(z, off)
+    assert torch.all(mu == 0) and torch.all(logvar == 0)  # audio-only N(0, I) prior
+
+
+def test_min_vae_encode_prefers_visual_encoder_where_video_is_valid():
+    torch.manual_seed(0)
+    m = build_prior("min-vae", tiny_config()).eval()
+    P, v, valid = _inputs(tiny_config())
+    ctx = m.context(v, valid)
+    mu, _ = m.encode(P, ctx)
+    vmu, _ = m.encode_visual(ctx)
+    amu, _ = m.encode_audio(P)
+    assert torch.equal(mu[valid], vmu[valid]) and torch.equal(mu[~valid], amu[~valid])
+    assert torch.equal(m.encode(P, m.context(None, None))[0], amu)
+
+
+def test_cnn_frontend_is_cheap_on_full_size_roi():
+    import time
+
+    m = build_prior("av-vae", {"visual_frontend": "cnn"}).eval()
+    v = torch.rand(1, 300, 67, 67)
+    with torch.no_grad():
+        t = time.perf_counter()
+        f = m.context(v, None).feat
+        dt = time.perf_counter() - t
+    assert f.shape == (1, 300, 32) and dt < 2.0
+
+
+def test_switch_posterior_favours_av_decoder_when_video_matches():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m = build_prior("switching", tiny_config())
+    train_tiny(m, 400, p_drop=0.0, p_corrupt=0.0)
+    m.eval()
+    P, v = av_batch(2, 40, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(3)
+    S = torch.sqrt(P) * torch.exp(2j * torch.pi * torch.rand(P.shape, generator=g))
+    X = S + 0.3 * P.mean().sqrt() * torch.randn(P.shape, generator=g, dtype=torch.cfloat)
+    ok = torch.ones(2, 40, dtype=torch.bool)
+    a = build_algorithm("mcem", max_iter=5)
+    match = a.run(m, X, ctx=m.context(v, ok)).info["switch"]
+    wrong = a.run(m, X, ctx=m.context(v.flip(1), ok)).info["switch"]
+    for q in (match, wrong):
+        assert q.shape == (2, 40) and (q >= 0).all() and (q <= 1).all()
+    assert float(match.mean()) > 0.8 and float(match.mean()) > float(wrong.mean()) + 0.3
+    none = a.run(m, X, ctx=m.context(None, None)).info["switch"]
+    assert torch.all(none == 0)  # no video: the audio-only decoder
+
+
+def test_bad_configs_are_clear_errors():
+    from reavise.errors import ReaviseError
+
+    with pytest.raises(ReaviseError, match="unknown fusion"):
+        build_prior("av-vae", {"fusion": "sum"})
+    with pytest.raises(ReaviseError, match="fusion_at"):
+        build_prior("av-cvae", {"fusion_at": ["everywhere"]})
+    with pytest.raises(ReaviseError, match="embedding_dim"):
+        build_prior("av-vae", {"visual_input": "embedding"})
+    m = build_prior("av-vae", tiny_config())
+    with pytest.raises(ReaviseError, match="16x16"):
+        m.context(torch.rand(1, 3, 20, 20), None)

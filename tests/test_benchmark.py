@@ -1,0 +1,272 @@
+"""`reavise benchmark`: config validation, a tiny end-to-end grid, and resuming without rework."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from reavise.audio import load_audio
+from reavise.bench.config import load_config
+from reavise.bench.tables import COLUMNS, fmt
+from reavise.benchmark import run_benchmark
+from reavise.errors import ReaviseError
+from reavise.metrics import evaluate_pair, si_sdr, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+# --------------------------------------------------------------------------- the tiny benchmark
+
+
+def _manual_corpus(root: Path) -> Path:
+    """Speech-like wavs + lips + manifest (used only when the synth generator is missing)."""
+    from reavise.audio import write_wav
+    from reavise.data.manifest import write_manifest
+    from reavise.lips import save_lips
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        spk, split = (("s0", "train"), ("s1", "val"), ("s2", "test"))[0 if i < 6 else 1 if i < 8 else 2]
+        t = np.arange(int(1.6 * 16000)) / 16000
+        f0 = rng.uniform(90, 220) * (1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t))
+        ph = 2 * np.pi * np.cumsum(f0) / 16000
+        x = sum(np.sin(k * ph) / k for k in range(1, 30))
+        env = np.clip(np.sin(2 * np.pi * rng.uniform(1.5, 3.5) * t), 0, None) ** 2
+        uid = f"{spk}_u{i:02d}"
+        write_wav(root / f"audio/{spk}/{uid}.wav", 0.5 * x * env / np.abs(x * env).max())
+        n_v = round(len(t) / 16000 * 30)
+        save_lips(root / f"lips/{spk}/{uid}.npy", rng.uniform(0, 1, (n_v, 67, 67)))
+        rows.append({"id": uid, "speaker": spk, "split": split, "text": "", "duration": 1.6,
+                     "fps": 30.0, "n_video_frames": n_v, "audio": f"audio/{spk}/{uid}.wav",
+                     "lips": f"lips/{spk}/{uid}.npy", "valid": None})  # fmt: skip
+    write_manifest(root, rows)
+    return root
+
+
+def tiny_config(base: Path) -> Path:
+    """A 2-utterance, 1-noise, 1-SNR, 2-visual-condition benchmark with a tiny A-VAE."""
+    try:
+        from reavise.data.synth import synthesize_corpus  # noqa: F401
+
+        corpus = {"synth": {"hours": 0.006, "speakers": 3, "min_utterance_seconds": 1.0,
+                            "max_utterance_seconds": 2.0}}  # fmt: skip
+    except ImportError:
+        corpus = {"path": str(_manual_corpus(base / "corpus-manual"))}
+    cfg = {
+        "seed": 0,
+        "corpus": corpus,
+        "models": [{"name": "tiny", "train": {
+            "model": "a-vae", "model_config": {"z_dim": 8, "hidden": [64]}, "epochs": 2,
+            "batch_size": 64, "examples_per_epoch": 512}}],
+        "algorithms": [{"name": "vem", "settings": {"max_iter": 8}}],
+        "baselines": ["noisy", "oracle_wiener"],
+        "noise_types": ["white"],
+        "snrs": [0],
+        "visual": ["clean", "occlusion:0.5"],
+        "n_utterances": 2,
+        "examples": 2,
+    }  # fmt: skip
+    path = base / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def tiny_benchmark(tmp_path_factory) -> Path:
+    """Run the tiny benchmark once per session (a second call just finds it finished)."""
+    base = tmp_path_factory.getbasetemp() / "tiny-bench"
+    out = base / "run"
+    if not (out / "benchmark.json").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        rec = run_benchmark(tiny_config(base), out, workers=2, progress=False, echo=lambda m: None)
+        assert rec["errors"] == []
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return tiny_benchmark(tmp_path_factory)
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_results_have_expected_rows_and_values(bench):
+    with open(bench / "results.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert tuple(header) == COLUMNS
+    rows = _rows(bench)
+    methods = ["noisy", "oracle_wiener", "tiny/vem"]
+    assert len(rows) == 2 * 2 * len(methods)  # utterances x visual conditions x methods
+    assert sorted({r["method"] for r in rows}) == sorted(methods)
+    assert len({(r["id"], r["method"]) for r in rows}) == len(rows)
+    assert {r["noise_type"] for r in rows} == {"white"} and {r["snr_db"] for r in rows} == {"0"}
+    assert {(r["visual"], r["severity"]) for r in rows} == {("clean", "0"), ("occlusion", "0.5")}
+    assert len({r["source_id"] for r in rows}) == 2
+    for r in rows:
+        for k in ("si_sdr", "pesq", "estoi", "stoi", "si_sdr_i", "wall_s", "rtf", "duration_s"):
+            assert math.isfinite(float(r[k])), (k, r)
+        assert float(r["rtf"]) == pytest.approx(float(r["wall_s"]) / float(r["duration_s"]), rel=1e-3)
+        if r["method"] == "noisy":
+            assert float(r["si_sdr_i"]) == 0 and float(r["pesq_i"]) == 0
+        assert r["model"] == ("tiny" if r["method"] == "tiny/vem" else "")
+    by = {(r["id"], r["method"]): r for r in rows}
+    for r in rows:
+        if r["method"] == "oracle_wiener":  # the upper bound beats doing nothing
+            assert float(r["si_sdr"]) > float(by[(r["id"], "noisy")]["si_sdr"]) + 3
+
+
+def test_values_match_the_metrics_module(bench):
+    """Recompute SI-SDR of a row from the written mixture files and of an example's audio."""
+    rec = json.loads((bench / "benchmark.json").read_text())
+    mix = {json.loads(line)["id"]: json.loads(line) for line in
+           (bench / "mixtures/manifest.jsonl").read_text().splitlines()}  # fmt: skip
+    rows = _rows(bench)
+    r = next(r for r in rows if r["method"] == "noisy")
+    m = mix[r["id"]]
+    noisy = load_audio(bench / "mixtures" / m["noisy"])
+    clean = load_audio(bench / "mixtures" / m["clean"])
+    assert float(r["si_sdr"]) == pytest.approx(si_sdr(noisy, clean), abs=1e-3)
+    ex = rec["examples"][0]
+    assert set(ex["methods"]) == {"noisy", "oracle_wiener", "tiny/vem"}
+    est = load_audio(bench / ex["methods"]["tiny/vem"]["audio"])
+    r = next(r for r in rows if r["method"] == "tiny/vem" and r["id"] == ex["id"])
+    noisy = load_audio(bench / ex["noisy"])
+    clean = load_audio(bench / ex["clean"])
+    scores = evaluate_pair(est, clean, noisy=noisy)  # the stored example is 16-bit PCM
+    assert float(r["si_sdr"]) == pytest.approx(scores["si_sdr"], abs=0.05)
+    assert float(r["estoi"]) == pytest.approx(scores["estoi"], abs=0.01)
+
+
+def test_tables_md_holds_the_means(bench):
+    text = (bench / "tables.md").read_text()
+    rows = _rows(bench)
+    for meth in ("noisy", "oracle_wiener", "tiny/vem"):
+        sel = [{"si_sdr_i": float(r["si_sdr_i"])} for r in rows if r["method"] == meth]
+        cell = fmt(summarize(sel, ["si_sdr_i"])["si_sdr_i"])
+        assert f"| {meth} | {cell} | {cell} |" in text  # per SNR: one SNR column + "all"
+    assert "Speed" in text and "torch" in text and "CPU core" in text
+
+
+def test_rerun_resumes_without_recomputing(bench, tmp_path_factory):
+    cells = sorted((bench / "cells").rglob("*.json"))
+    assert len(cells) == 2 * 3  # audio-only methods run once per (utterance, noise, SNR)
+    before = {p: p.stat().st_mtime_ns for p in cells}
+    csv_before = (bench / "results.csv").read_text()
+    cfg = tmp_path_factory.getbasetemp() / "tiny-bench" / "tiny.yaml"
+    rec = run_benchmark(cfg, bench, workers=1, progress=False, echo=lambda m: None)
+    assert rec["n_run"] == 0
+    assert {p: p.stat().st_mtime_ns for p in cells} == before
+    assert (bench / "results.csv").read_text() == csv_before
+    # a lost cell (e.g. interrupted run) is the only one recomputed, with the same numbers
+    victim = next(p for p in cells if "tiny" in p.parent.name)
+    victim.unlink()
+    rec = run_benchmark(cfg, bench, workers=1, progress=False, echo=lambda m: None)
+    assert rec["n_run"] == 1 and victim.exists()
+    assert {p: p.stat().st_mtime_ns for p in cells if p != victim} == {
+        p: t for p, t in before.items() if p != victim
+    }
+    assert (bench / "results.csv").read_text().count("\n") == csv_before.count("\n")
+
+
+# --------------------------------------------------------------------------- config errors
+
+GOOD = {
+    "corpus": {"synth": {"hours": 0.01, "speakers": 3}},
+    "models": [{"name": "a-vae", "train": {"epochs": 1}}],
+    "algorithms": ["vem"],
+    "baselines": ["noisy"],
+    "noise_types": ["white"],
+    "snrs": [0],
+    "visual": ["clean"],
+    "n_utterances": 2,
+}
+
+
+def _with(**changes) -> dict:
+    cfg = json.loads(json.dumps(GOOD))
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k)
+        else:
+            cfg[k] = v
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        (_with(corpus=None), "missing required key 'corpus'"),
+        (_with(snr=[0]), "unknown key(s) ['snr']"),
+        (_with(algorithms=["vemm"]), "algorithms[0]: unknown algorithm 'vemm'"),
+        (_with(algorithms=[{"name": "vem", "settings": {"iters": 3}}]), "unknown settings ['iters']"),
+        (_with(visual=["occlusion:2"]), "severity must be in 0..1"),
+        (_with(visual=["fog"]), "unknown visual condition 'fog'"),
+        (_with(baselines=["wiener"]), "unknown baseline 'wiener'"),
+        (_with(noise_types=["rain"]), "noise_types:"),
+        (_with(n_utterances=0), "n_utterances: expected an integer >= 1"),
+        (_with(snrs=["loud"]), "snrs: expected a number"),
+        (_with(models=[{"name": "x", "train": {}, "checkpoint": "m.pt"}]), "exactly one of"),
+        (_with(models=[{"name": "x", "checkpoint": "nope.pt"}]), "nope.pt: no such file"),
+        (_with(models=[{"name": "m", "train": {"model": "zz"}}]), "train.model: unknown model 'zz'"),
+        (_with(models=[{"name": "a-vae", "train": {"epoch": 1}}]), "unknown key(s) ['epoch']"),
+        (_with(models=[{"name": "a-vae", "train": {"model_config": {"zdim": 3}}}]), "['zdim']"),
+        (_with(corpus={"path": "missing-corpus"}), "not a reavise corpus"),
+        (_with(corpus={"synth": {"hours": -1}}), "corpus.synth.hours: must be positive"),
+        (_with(algorithms=None), "no 'algorithms'"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_config_errors_are_one_clear_line(tmp_path, cfg, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ReaviseError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "\n" not in msg and expected in msg and str(path) in msg
+
+
+def test_config_file_problems(tmp_path):
+    with pytest.raises(ReaviseError, match="no such config file"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpus: [1,\n")
+    with pytest.raises(ReaviseError, match="not valid YAML at line"):
+        load_config(bad)
+    bad.write_text("")
+    with pytest.raises(ReaviseError, match="config is empty"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    """The repository configs parse (models not registered yet are reported, not crashed on)."""
+    try:
+        cfg = load_config(REPO / "configs" / name)
+    except ReaviseError as exc:
+        assert "unknown model" in str(exc), str(exc)
+        pytest.skip(f"{name} names a prior that is not registered here: {exc}")
+    assert cfg.noise_types and cfg.snrs and cfg.visual
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_with(visual=["fog"])))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "reavise"), "benchmark", str(path), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "fog" in lines[0]
