@@ -20,7 +20,7 @@ from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speec
 class LangevinConfig(EMConfig):
     n_steps: int = 5
     n_samples: int = 1
-    step_size: float = 1e-3
+    step_size: float = 1e-2
     grad_clip: float = 100.0
 
 

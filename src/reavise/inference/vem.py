@@ -21,7 +21,7 @@ class VEMConfig(EMConfig):
     n_samples: int = 1
     #: gradient steps on q per EM iteration
     n_grad: int = 1
-    lr: float = 0.05
+    lr: float = 0.2
     #: reparameterised samples per gradient step
     n_mc: int = 1
 
