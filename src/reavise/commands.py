@@ -91,6 +91,7 @@ def enhance(
     threads: int | None = typer.Option(None, help="CPU threads for torch."),
 ) -> None:
     """Enhance noisy speech with a trained prior (lips found beside each file if needed)."""
+    from rich.console import Console
     from rich.progress import Progress
 
     from .enhance import plan_jobs, run_enhance
@@ -102,7 +103,8 @@ def enhance(
     algorithm = build_algorithm(algo, **parse_settings(algo_set))
     jobs = plan_jobs(inputs, out, lips, prior.uses_video)
     errors: list[str] = []
-    with Progress(transient=True) as bar:
+    # progress and per-file errors on stderr; stdout keeps the one-line summary
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"enhance ({algo})", total=len(jobs))
         stats = run_enhance(
             prior,
@@ -112,7 +114,7 @@ def enhance(
             device=device,
             seed=seed,
             overwrite=overwrite,
-            on_error=lambda m: (errors.append(m), bar.console.print(f"[red]error:[/] {m}", soft_wrap=True)),
+            on_error=lambda m: (errors.append(m), bar.console.print(f"error: {m}", soft_wrap=True, markup=False, highlight=False)),
             on_done=lambda j, t: bar.advance(task),
         )
     typer.echo(

@@ -1,0 +1,129 @@
+"""End-to-end `reavise enhance` / `import-checkpoint` through the real CLI entry point."""
+
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import write
+from reavise.cli import main
+from reavise.lips import save_lips
+from reavise.models import build_prior
+from reavise.models.checkpoint import save_checkpoint
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["reavise", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.pt", build_prior("a-vae", {"z_dim": 4, "hidden": [16]}))
+
+
+@pytest.fixture
+def tiny_av_model(tmp_path):
+    torch.manual_seed(0)
+    prior = build_prior("av-vae", {"z_dim": 4, "hidden": [16], "visual_hidden": 16, "visual_dim": 8})
+    return save_checkpoint(tmp_path / "tiny_av.pt", prior)
+
+
+def test_enhance_folder_resume_overwrite_and_bad_file(tmp_path, tiny_model, speechlike, monkeypatch, capsys):
+    src = tmp_path / "noisy"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        x = speechlike(i) + 0.05 * rng.standard_normal(32000).astype(np.float32)
+        write(src / f"u{i}.wav", x)
+    (src / "broken.wav").write_text("not audio")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        monkeypatch, capsys, "enhance", src, "-o", out, "-m", tiny_model, "--set", "max_iter=3"
+    )
+    assert code == 2  # one input failed
+    assert "broken.wav: not a readable audio file" in err + stdout
+    assert sorted(p.name for p in out.iterdir()) == ["u0_enhanced.wav", "u1_enhanced.wav"]
+    y, sr = sf.read(out / "u0_enhanced.wav")
+    assert sr == 16000 and len(y) == 32000 and np.isfinite(y).all() and np.abs(y).max() > 0
+    (src / "broken.wav").unlink()
+    mtime = (out / "u0_enhanced.wav").stat().st_mtime_ns
+    code, stdout, _ = run_cli(monkeypatch, capsys, "enhance", src, "-o", out, "-m", tiny_model)
+    assert code == 0 and "skipped 2 existing" in stdout
+    assert (out / "u0_enhanced.wav").stat().st_mtime_ns == mtime
+    # same seed, same numbers; --overwrite recomputes
+    code, _, _ = run_cli(
+        monkeypatch, capsys, "enhance", src, "-o", out, "-m", tiny_model, "--set", "max_iter=3",
+        "--overwrite",
+    )
+    assert code == 0 and np.array_equal(sf.read(out / "u0_enhanced.wav")[0], y)
+
+
+def test_enhance_refuses_to_overwrite_an_input(tmp_path, tiny_model, speechlike, monkeypatch, capsys):
+    a = write(tmp_path / "a.wav", speechlike(0))
+    b = write(tmp_path / "a_enhanced.wav", speechlike(1))
+    code, _, err = run_cli(monkeypatch, capsys, "enhance", a, b, "-o", tmp_path, "-m", tiny_model)
+    assert code == 2 and "would overwrite an input" in err
+    assert np.allclose(sf.read(b)[0], speechlike(1), atol=1e-4)
+
+
+def test_wrong_checkpoint_is_one_line(tmp_path, speechlike, monkeypatch, capsys):
+    a = write(tmp_path / "a.wav", speechlike(0))
+    bad = tmp_path / "bad.pt"
+    torch.save({"x": torch.zeros(2)}, bad)
+    code, _, err = run_cli(monkeypatch, capsys, "enhance", a, "-o", tmp_path / "o", "-m", bad)
+    assert code == 2 and err.strip().count("\n") == 0 and "not a reavise checkpoint" in err
+
+
+def test_av_model_uses_lips_beside_audio_and_checks_length(tmp_path, tiny_av_model, speechlike, monkeypatch, capsys):
+    a = write(tmp_path / "a.wav", speechlike(0, 2.0))
+    save_lips(tmp_path / "a.npy", np.full((60, 67, 67), 0.5, np.float32))  # 2 s at 30 fps
+    out = tmp_path / "o"
+    code, _, err = run_cli(
+        monkeypatch, capsys, "enhance", a, "-o", out, "-m", tiny_av_model, "--set", "max_iter=2"
+    )
+    assert code == 0, err
+    assert len(sf.read(out / "a_enhanced.wav")[0]) == 32000
+    save_lips(tmp_path / "a.npy", np.full((30, 67, 67), 0.5, np.float32))  # 1 s: mismatch
+    code, _, err = run_cli(
+        monkeypatch, capsys, "enhance", a, "-o", tmp_path / "o2", "-m", tiny_av_model
+    )
+    assert code == 2 and "a.npy: lips last 1.00 s" in err
+
+
+def test_video_in_video_out(tmp_path, tiny_model, speechlike, monkeypatch, capsys):
+    from reavise.video import read_audio_track, read_video, write_video
+
+    frames = np.random.default_rng(0).integers(0, 255, (50, 64, 64, 3), dtype=np.uint8)
+    audio = speechlike(2, 2.0)
+    src = write_video(tmp_path / "talk.mp4", frames, 25.0, audio=audio, sr=16000)
+    out = tmp_path / "o"
+    code, _, err = run_cli(
+        monkeypatch, capsys, "enhance", src, "-o", out, "-m", tiny_model, "--set", "max_iter=2"
+    )
+    assert code == 0, err
+    wav, _ = sf.read(out / "talk_enhanced.wav")
+    assert abs(len(wav) - 32000) <= 1
+    v, fps = read_video(out / "talk_enhanced.mp4")
+    assert len(v) == 50 and fps == pytest.approx(25.0)
+    track = read_audio_track(out / "talk_enhanced.mp4")
+    assert track is not None and abs(len(track) - 32000) < 2048
+
+
+def test_import_checkpoint_cli(shared_data, tmp_path, monkeypatch, capsys):
+    src = shared_data / "reference-checkpoints" / "a-vae" / "A-VAE.pt"
+    code, stdout, _ = run_cli(monkeypatch, capsys, "import-checkpoint", src, tmp_path / "a.pt")
+    assert code == 0 and (tmp_path / "a.pt").exists()
+    code, _, err = run_cli(
+        monkeypatch, capsys, "import-checkpoint", tmp_path / "a.pt", tmp_path / "b.pt"
+    )
+    assert code == 2 and "not a published A-VAE" in err
