@@ -66,3 +66,12 @@ def test_training_is_deterministic(wav_folder, tmp_path):
     b = load_checkpoint(train(wav_folder, tmp_path / "b", _cfg(epochs=1), progress=False))
     for (k, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(p, q), k
+
+
+def test_tensorboard_logger_and_bad_logger(wav_folder, tmp_path):
+    from reavise.errors import ReaviseError
+
+    train(wav_folder, tmp_path / "tb", _cfg(epochs=1, logger="tensorboard"), progress=False)
+    assert list((tmp_path / "tb" / "tb").rglob("events.out.tfevents.*"))
+    with pytest.raises(ReaviseError, match="unknown logger"):
+        train(wav_folder, tmp_path / "x", _cfg(epochs=1, logger="wandb"), progress=False)

@@ -20,6 +20,9 @@ def benchmark(
 
     rec = run_benchmark(config, out, workers=workers, device=device, seed=seed, progress=progress,
                         echo=typer.echo)  # fmt: skip
+    tables = out / "tables.md"
+    if tables.exists():
+        typer.echo(tables.read_text())
     typer.echo(
         f"{out}: {rec['n_rows']} result rows ({rec['n_run']} of {rec['n_tasks']} cells computed "
         f"now) in {rec['timings']['total_s']:.0f} s -> {out / 'results.csv'}, {out / 'tables.md'}"

@@ -45,6 +45,10 @@ def train(
     batch_size: int | None = typer.Option(None, help="Examples per batch."),
     lr: float | None = typer.Option(None, help="Adam learning rate."),
     max_minutes: float | None = typer.Option(None, help="Stop after this much wall time."),
+    accelerator: str | None = typer.Option(None, help="Lightning accelerator: auto, cpu, gpu."),
+    devices: str | None = typer.Option(None, help="Devices: auto, 1, 2 (DDP), ..."),
+    precision: str | None = typer.Option(None, help="32-true, 16-mixed, bf16-mixed."),
+    logger: str | None = typer.Option(None, help="csv or tensorboard."),
     restart: bool = typer.Option(False, help="Ignore OUT/last.ckpt and start over."),
     seed: int = typer.Option(0, help="Random seed."),
     threads: int | None = typer.Option(None, help="CPU threads for torch."),
@@ -64,7 +68,11 @@ def train(
     values.setdefault("model_config", {})
     values["model_config"].update(parse_settings(model_set))
     values.update(parse_settings(train_set))
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes}.items():
+    flags = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes,
+        "accelerator": accelerator, "devices": devices, "precision": precision, "logger": logger,
+    }  # fmt: skip
+    for k, v in flags.items():
         if v is not None:
             values[k] = v
     values["seed"] = seed

@@ -49,7 +49,10 @@ class TrainConfig:
     seed: int = 0
     accelerator: str = "auto"
     devices: str | int = "auto"
+    #: Lightning precision, e.g. "32-true", "16-mixed", "bf16-mixed"
     precision: str = "32-true"
+    #: "csv" (always available) or "tensorboard" (needs the tensorboard package)
+    logger: str = "csv"
     num_workers: int = 0
     #: audio-visual augmentation: probability of dropping the whole video of an example
     modality_dropout: float = 0.0
@@ -145,6 +148,18 @@ class EpochSampler(torch.utils.data.Sampler):
         return iter(torch.randint(self.n, (self.per_epoch,), generator=g).tolist())
 
 
+def _logger(kind: str, out: Path):
+    if kind == "csv":
+        return L.pytorch.loggers.CSVLogger(out, name="logs")
+    if kind == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ReaviseError("logger 'tensorboard' needs the tensorboard package") from None
+        return L.pytorch.loggers.TensorBoardLogger(out, name="tb")
+    raise ReaviseError(f"unknown logger {kind!r} (csv, tensorboard)")
+
+
 def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -196,7 +211,7 @@ def train(
         devices=cfg.devices,
         precision=cfg.precision,
         callbacks=callbacks,
-        logger=L.pytorch.loggers.CSVLogger(out, name="logs"),
+        logger=_logger(cfg.logger, out),
         enable_progress_bar=progress,
         enable_model_summary=False,
         deterministic=True,

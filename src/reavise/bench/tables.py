@@ -28,6 +28,8 @@ NUMERIC = {"snr_db", "severity", "si_sdr", "pesq", "estoi", "stoi", "si_sdr_i", 
 #: Metrics of the overall table; the per-condition tables show the first three.
 OVERALL = ("si_sdr", "si_sdr_i", "pesq", "pesq_i", "estoi", "estoi_i", "stoi")
 PIVOT_METRICS = ("si_sdr_i", "pesq_i", "estoi_i")
+#: Metrics of the SNR x visual-condition tables (absolute scores, averaged over noise types).
+CONDITION_METRICS = ("si_sdr", "pesq", "estoi")
 
 
 @dataclass
@@ -150,6 +152,31 @@ def pivot_table(
     )
 
 
+def condition_label(row: dict) -> str:
+    """``-5 dB / occlusion:0.7``: one SNR and visual condition (noise types pooled)."""
+    return f"{snr_label(row['snr_db'])} / {visual_label(row)}"
+
+
+def condition_table(rows: list[dict], metric: str) -> Table:
+    """Methods x (SNR, visual condition) for one metric, averaged over noise types.
+
+    The fusion comparison reads off this table: e.g. the ``-5 dB / clean`` column compares
+    each audio-visual prior with the audio-only one at low SNR with clean video, and the
+    ``occlusion:0.7`` / ``missing`` columns show how much each loses when the video fails.
+    """
+    snrs = sorted({r["snr_db"] for r in rows})
+    vis = _ordered([visual_label(r) for r in rows])
+    order = {f"{snr_label(s)} / {v}": (i, j) for i, s in enumerate(snrs) for j, v in enumerate(vis)}
+    t = pivot_table(rows, metric, condition_label, "SNR and visual condition", f"cond-{metric}")
+    # columns sorted by SNR, then visual condition (pivot_table keeps first-seen order)
+    head = t.columns[1:-1]
+    perm = sorted(range(len(head)), key=lambda k: order.get(head[k], (len(order), k)))
+    t.columns = [t.columns[0], *[head[k] for k in perm], t.columns[-1]]
+    t.rows = [[r[0], *[r[1 + k] for k in perm], r[-1]] for r in t.rows]
+    t.title = f"{LABELS.get(metric, metric)} per method, SNR and visual condition (mean over noise types ± 95 % CI)"
+    return t
+
+
 def speed_table(rows: list[dict], machine: dict | None = None) -> Table:
     """Real-time factor (wall time / audio duration) per method, i.e. per model and algorithm."""
     out = []
@@ -190,6 +217,9 @@ def all_tables(rows: list[dict], machine: dict | None = None) -> list[Table]:
     for metric in PIVOT_METRICS:
         if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
             tables.append(pivot_table(rows, metric, visual_label, "visual condition", f"visual-{metric}"))
+    for metric in CONDITION_METRICS:
+        if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
+            tables.append(condition_table(rows, metric))
     tables.append(speed_table(rows, machine))
     return tables
 
