@@ -216,6 +216,10 @@ class AVCVAE(_FusedAV):
     multiplied by the validity mask, so frames without video have the standard-normal prior.
     """
 
+    #: p(z|v) is learned: MCEM and Langevin EM must score z with it (``prior_logp``), not with
+    #: the N(0, I) fast path, or the video only reaches the EM through the decoder.
+    standard_prior = False
+
     def __init__(self, config: AVCVAEConfig):
         super().__init__(config)
         c = config
