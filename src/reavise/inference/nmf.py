@@ -50,37 +50,50 @@ def m_step(
     """One round of the W, H, g updates given speech-variance samples ``Vs`` [R, B, T, F].
 
     ``mask`` [B, T] (float 0/1) removes padded frames from every sum. Also returns the
-    Monte Carlo cost -E_z[log p(x|z)] per utterance at the incoming parameters (the value
-    the M-step decreases), computed from quantities the update needs anyway.
+    Monte Carlo cost -E_z[log p(x|z)] per utterance and frame at the incoming parameters
+    (the value the M-step decreases), from quantities the update needs anyway.
+
+    The sums over samples are accumulated one sample at a time into [B, T, F] buffers: an
+    [R, B, T, F] temporary per operation would leave the cache on every pass (measured
+    2.7x slower for R=10 on 2 CPU cores).
     """
     m = mask.unsqueeze(-1)  # [B, T, 1]
     Pm = P * m
     W, H, g = state.W, state.H, state.g
     R = Vs.shape[0]
 
-    def inverse(W, H, g):
-        # V^-1 for every sample; addcmul and in-place reciprocal avoid temporaries
-        return torch.addcmul(H @ W, g[..., None], Vs).reciprocal_()
+    def sums(W, H, g, with_log: bool = False):
+        # A = P * sum_r V_r^-2, Bm = sum_r V_r^-1 (masked); optionally sum_r log V_r^-1
+        WH = H @ W
+        A, Bm = torch.zeros_like(P), torch.zeros_like(P)
+        log_inv = torch.zeros_like(P) if with_log else None
+        for r in range(R):
+            inv = torch.addcmul(WH, g[..., None], Vs[r]).reciprocal_()
+            A.addcmul_(inv, inv)
+            Bm.add_(inv)
+            if log_inv is not None:
+                log_inv.add_(torch.log(inv))
+        return A.mul_(Pm), Bm.mul_(m), log_inv
 
-    def sums(inv):
-        return inv.square().sum(0) * Pm, inv.sum(0) * m
-
-    inv = inverse(W, H, g)
-    # cost at the incoming parameters: mean_r sum_f log V + P / V = -log(1/V) + P * (1/V)
-    cost = ((Pm * inv.sum(0) - torch.log(inv).sum(0) * m).sum(-1) / R).sum(-1)
-    A, Bm = sums(inv)
+    A, Bm, log_inv = sums(W, H, g, with_log=True)
+    # cost = mean_r sum_f log V + P / V, with log V = -log(1/V)
+    cost = ((Bm * P - log_inv * m).sum(-1) / R).sum(-1) / mask.sum(-1).clamp_min(1.0)
     Ht = H.transpose(1, 2)
     W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
-    A, Bm = sums(inverse(W, H, g))
+    A, Bm, _ = sums(W, H, g)
     Wt = W.transpose(1, 2)
     H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
-    inv = inverse(W, H, g)
-    Vs_inv = Vs * inv
-    num = (Pm * (Vs_inv * inv).sum(0)).sum(-1)
-    den = Vs_inv.sum((0, -1)) * mask
+    WH = H @ W
+    num, den = torch.zeros_like(g), torch.zeros_like(g)
+    for r in range(R):
+        inv = torch.addcmul(WH, g[..., None], Vs[r]).reciprocal_()
+        v_inv = Vs[r] * inv
+        num += (Pm * v_inv * inv).sum(-1)
+        den += v_inv.sum(-1)
+    den = den * mask
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
-    return NMFState(W, H, g), cost / mask.sum(-1).clamp_min(1.0)
+    return NMFState(W, H, g), cost
 
 
 def neg_log_likelihood(P: torch.Tensor, Vx: torch.Tensor) -> torch.Tensor:
