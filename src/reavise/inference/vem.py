@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.base import gaussian_kl
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 
 
@@ -47,8 +48,7 @@ class VEM(EMAlgorithm):
             z = m + eps * torch.exp(0.5 * logv)
             loglik = frame_loglik(P, speech_variance(prior, z, ctx), nmf).mean(0)  # [B, T]
             pm, plogv = prior.prior(m, ctx)
-            # KL(N(m, s2) || N(pm, ps2)) per frame, closed form
-            kl = 0.5 * (plogv - logv + (torch.exp(logv) + (m - pm) ** 2) * torch.exp(-plogv) - 1).sum(-1)
+            kl = gaussian_kl(m, logv, pm, plogv)  # closed form, per frame
             loss = -(loglik - kl).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()

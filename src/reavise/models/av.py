@@ -76,6 +76,10 @@ class FusedConfig(AVCommonConfig):
     fusion_heads: int = 4
     #: cross_attention: visual frames t-window..t+window seen by audio frame t
     fusion_window: int = 2
+    #: condition the decoder p(s|z, v) on the video (published AV-VAE/AV-CVAE: True). False
+    #: keeps the decoder audio-only, p(s|z), so the video acts through q(z|s, v) and (AV-CVAE)
+    #: the prior p(z|v) alone and the model without video is a plain A-VAE.
+    decoder_video: bool = True
 
 
 class TwoStream(nn.Module):
@@ -188,7 +192,8 @@ class _FusedAV(AVPriorBase):
         return self.enc_mean(h), self.enc_logvar(h)
 
     def decode(self, z, ctx=None):
-        feat, valid = self._ctx(ctx).streams(z, self.config.visual_dim)
+        ctx = self._ctx(ctx) if self.config.decoder_video else AVContext(None, None)
+        feat, valid = ctx.streams(z, self.config.visual_dim)
         h, _ = self.dec(z, feat, valid)
         return self.dec_logvar(h)
 

@@ -99,21 +99,40 @@ class SpeechPrior(nn.Module):
         """
         mu, logvar = self.encode(power, ctx)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        log_v = self.decode(z, ctx)
-        recon = (log_v + power * torch.exp(-log_v)).sum(-1)  # [B, T]
-        # The IS divergence proper subtracts log|s|^2 + 1 so that a perfect fit costs 0.
-        recon_is = recon - (torch.log(power + 1e-10) + 1).sum(-1)
         pmu, plogvar = self.prior(z, ctx)
-        kl = 0.5 * (
-            plogvar - logvar + (torch.exp(logvar) + (mu - pmu) ** 2) * torch.exp(-plogvar) - 1
-        ).sum(-1)
-        if frame_mask is None:
-            frame_mask = torch.ones_like(recon, dtype=torch.bool)
-        m = frame_mask.to(recon.dtype)
-        n = m.sum().clamp_min(1.0)
-        recon_m = (recon_is * m).sum() / n
-        kl_m = (kl * m).sum() / n
-        return {"loss": recon_m + beta * kl_m, "recon": recon_m, "kl": kl_m}
+        kl = gaussian_kl(mu, logvar, pmu, plogvar)
+        return reduce_loss(is_divergence(power, self.decode(z, ctx)), kl, frame_mask, beta)
+
+
+def is_divergence(power: torch.Tensor, log_v: torch.Tensor) -> torch.Tensor:
+    """Itakura-Saito divergence per frame between |s|^2 and v = exp(log_v): [..., B, T].
+
+    With s ~ CN(0, v), -log p(s|z) = sum_f log v_f + |s_f|^2 / v_f (+ const); subtracting
+    log|s|^2 + 1 gives the IS divergence, zero for a perfect fit (Fevotte et al. 2009).
+    """
+    return (log_v + power * torch.exp(-log_v) - torch.log(power + 1e-10) - 1).sum(-1)
+
+
+def gaussian_kl(
+    mu: torch.Tensor, logvar: torch.Tensor, pmu: torch.Tensor, plogvar: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(pmu, e^plogvar)) summed over the last (latent) dimension."""
+    return 0.5 * (
+        plogvar - logvar + (torch.exp(logvar) + (mu - pmu) ** 2) * torch.exp(-plogvar) - 1
+    ).sum(-1)
+
+
+def reduce_loss(
+    recon: torch.Tensor, kl: torch.Tensor, frame_mask: torch.Tensor | None, beta: float
+) -> dict[str, torch.Tensor]:
+    """Masked means over frames of the reconstruction and KL terms; loss = recon + beta KL."""
+    if frame_mask is None:
+        frame_mask = torch.ones_like(recon, dtype=torch.bool)
+    m = frame_mask.to(recon.dtype)
+    n = m.sum().clamp_min(1.0)
+    recon_m = (recon * m).sum() / n
+    kl_m = (kl * m).sum() / n
+    return {"loss": recon_m + beta * kl_m, "recon": recon_m, "kl": kl_m}
 
 
 def input_features(power: torch.Tensor, transform: str) -> torch.Tensor:
