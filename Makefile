@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py --out runs/bench
+	$(PY) benchmarks/run.py --out runs/bench --readme README.md
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
