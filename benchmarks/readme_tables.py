@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
     args = ap.parse_args(argv)
     readme = Path(args.readme)
+    if not readme.exists():
+        raise SystemExit(f"{readme}: no such README")
     old = readme.read_text()
     new = replace_between(old, results_section(args.run))
     if args.check:

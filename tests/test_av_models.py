@@ -93,6 +93,47 @@ def test_all_invalid_video_equals_missing_video(name):
     assert torch.all(mu == 0) and torch.all(logvar == 0)  # audio-only N(0, I) prior
 
 
+def test_av_cvae_em_scores_z_with_the_video_conditioned_prior():
+    """MCEM / Langevin use ``prior_logp``: for AV-CVAE it must be log p(z|v), not log N(0, I)."""
+    torch.manual_seed(0)
+    m = build_prior("av-cvae", tiny_config()).eval()
+    assert not m.standard_prior
+    _, v, valid = _inputs(tiny_config())
+    ctx = m.context(v, valid)
+    z = torch.randn(3, 4, 8, 2)
+    mu, logvar = m.prior(z, ctx)
+    ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    assert torch.allclose(m.prior_logp(z, ctx), ref, atol=1e-4)
+    assert not torch.allclose(m.prior_logp(z, ctx), m.prior_logp(z, m.context(None, None)))
+
+
+@pytest.mark.parametrize("name", ["av-vae", "av-cvae"])
+def test_decoder_video_false_gives_an_audio_only_decoder(name):
+    torch.manual_seed(0)
+    m = build_prior(name, tiny_config(fusion="cross_attention", decoder_video=False)).eval()
+    P, v, valid = _inputs(tiny_config())
+    z = torch.randn(2, 4, 8, 2)
+    assert torch.equal(m.decode(z, m.context(v, valid)), m.decode(z, m.context(None, None)))
+    m.train()
+    m.loss(P, m.context(v, valid))["loss"].backward()  # still trains (encoder/prior see video)
+    assert m.visual.frame[1].weight.grad is not None
+
+
+def test_fusion_weights_are_not_stale_after_an_utterance_without_video():
+    torch.manual_seed(0)
+    m = build_prior("av-cvae", tiny_config(fusion="gated")).eval()
+    _, v, valid = _inputs(tiny_config())
+    z = torch.randn(4, 8, 2)
+    ctx = m.context(v, valid)
+    m.prior(z, ctx)
+    m.decode(z, ctx)
+    assert set(m.fusion_weights()) == {"pri", "dec"}
+    none = m.context(None, None)
+    m.prior(z, none)
+    m.decode(z, none)
+    assert set(m.fusion_weights()) == {"dec"}  # the prior network did not run
+
+
 def test_min_vae_encode_prefers_visual_encoder_where_video_is_valid():
     torch.manual_seed(0)
     m = build_prior("min-vae", tiny_config()).eval()

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import ReaviseError
 from .base import SpeechPrior, input_features, mlp
-from .fusion import FUSIONS, build_fusion
+from .fusion import FUSIONS, Fusion, build_fusion
 from .registry import register_prior
 from .visual import VisualConfig, VisualFrontend
 
@@ -135,6 +135,11 @@ class AVPriorBase(SpeechPrior):
         self.visual = VisualFrontend(config)
 
     def context(self, video: torch.Tensor | None, valid: torch.Tensor | None) -> AVContext:
+        # a new utterance batch: forget the modality weights of the previous one, so a site
+        # that is skipped now (AV-CVAE's prior without video) reports nothing, not stale weights
+        for mod in self.modules():
+            if isinstance(mod, Fusion):
+                mod.last_weights = None
         if video is None:
             return AVContext(None, None)
         # in eval mode the features are constants of the EM run (no graph kept across E-steps)
