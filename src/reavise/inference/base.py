@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import ReaviseError
-from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
+from .nmf import NMFState, init_nmf, m_step
 
 ALGORITHMS: dict[str, tuple[type, type]] = {}
 
@@ -166,4 +166,4 @@ def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:
 def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState, WH=None) -> torch.Tensor:
     """log p(x_t | z_t) per frame up to a constant, for speech variances Vs [..., B, T, F]."""
     Vx = torch.addcmul(nmf.WH if WH is None else WH, nmf.g[..., None], Vs)
-    return -neg_log_likelihood(P, Vx)
+    return -(torch.log(Vx).sum(-1) + (P / Vx).sum(-1))

@@ -43,15 +43,19 @@ class MCEM(EMAlgorithm):
         WH = nmf.WH  # fixed during the E-step
         samples = []
         with torch.no_grad():
+            # all randomness of this E-step in two calls: proposals and acceptance thresholds
+            eps = torch.randn((cfg.n_mh, *z.shape), generator=gen, device=z.device, dtype=z.dtype)
+            eps.mul_(std)
+            log_u = torch.rand(
+                (cfg.n_mh, *z.shape[:-1]), generator=gen, device=z.device, dtype=z.dtype
+            ).log_()
             # the noise model changed in the M-step: the current log-likelihood is recomputed once
             logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + prior.prior_logp(z, ctx)
             for step in range(cfg.n_mh):
-                z_new = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
-                z_new = z_new.mul_(std).add_(z)
+                z_new = z + eps[step]
                 logp_new = frame_loglik(P, speech_variance(prior, z_new, ctx), nmf, WH)
                 logp_new += prior.prior_logp(z_new, ctx)
-                u = torch.rand(logp.shape, generator=gen, device=z.device, dtype=z.dtype)
-                accept = torch.log(u) < (logp_new - logp)
+                accept = log_u[step] < (logp_new - logp)
                 z = torch.where(accept[..., None], z_new, z)
                 logp = torch.where(accept, logp_new, logp)
                 if step >= cfg.burn_in:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ReaviseError
-from .base import SpeechPrior, input_features, mlp
+from .base import SpeechPrior, input_features, is_divergence, mlp, reduce_loss
 from .fusion import FUSIONS, Fusion, build_fusion
 from .registry import register_prior
 from .visual import VisualConfig, VisualFrontend
@@ -319,7 +319,7 @@ class MINVAE(AVPriorBase):
         self.last_weights = torch.stack([1 - pi, pi], -1).detach()
         recon = (1 - pi) * la[0] + pi * lv[0]
         kl = (1 - pi) * la[1] + pi * lv[1]
-        return _reduce(recon, kl, frame_mask, beta)
+        return reduce_loss(recon, kl, frame_mask, beta)
 
 
 @dataclass
@@ -439,12 +439,12 @@ class SwitchingVAE(AVPriorBase):
         ctx = self._ctx(ctx)
         mu, logvar = self.encode(power, ctx)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        ra = _is_recon(power, self.decode_audio(z))
-        rav = _is_recon(power, self.decode_av(z, ctx))
+        ra = is_divergence(power, self.decode_audio(z))
+        rav = is_divergence(power, self.decode_av(z, ctx))
         _, valid = ctx.streams(power, self.config.visual_dim)
         pi = self.config.switch_prior * valid.to(ra.dtype)
         kl = 0.5 * (torch.exp(logvar) + mu**2 - 1 - logvar).sum(-1)
-        return _reduce((1 - pi) * ra + pi * rav, kl, frame_mask, beta)
+        return reduce_loss((1 - pi) * ra + pi * rav, kl, frame_mask, beta)
 
 
 def _forward_backward(loge: torch.Tensor, logp0: torch.Tensor, stay: float) -> torch.Tensor:
@@ -470,19 +470,4 @@ def _elbo_frames(model, power, mu, logvar) -> tuple[torch.Tensor, torch.Tensor]:
     """(IS reconstruction, KL to N(0, I)) per frame [B, T] for posterior (mu, logvar)."""
     z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
     kl = 0.5 * (torch.exp(logvar) + mu**2 - 1 - logvar).sum(-1)
-    return _is_recon(power, model.decode(z)), kl
-
-
-def _is_recon(power: torch.Tensor, log_v: torch.Tensor) -> torch.Tensor:
-    """Itakura-Saito divergence per frame between |s|^2 and exp(log_v) [..., B, T]."""
-    return (log_v + power * torch.exp(-log_v) - torch.log(power + 1e-10) - 1).sum(-1)
-
-
-def _reduce(recon, kl, frame_mask, beta) -> dict[str, torch.Tensor]:
-    if frame_mask is None:
-        frame_mask = torch.ones_like(recon, dtype=torch.bool)
-    m = frame_mask.to(recon.dtype)
-    n = m.sum().clamp_min(1.0)
-    recon_m = (recon * m).sum() / n
-    kl_m = (kl * m).sum() / n
-    return {"loss": recon_m + beta * kl_m, "recon": recon_m, "kl": kl_m}
+    return is_divergence(power, model.decode(z)), kl
