@@ -460,10 +460,10 @@ def make_mixtures(
             for job in jobs:
                 record(_mix_utterance(job))
         else:
-            # fork: no torch op has run here (no thread pools to inherit), and unlike spawn it
-            # works when __main__ is not a file (stdin, notebooks)
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            # forkserver: a clean parent for the workers (forking after torch/OpenCV thread
+            # pools have run can deadlock the child)
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 futures = [pool.submit(_mix_utterance, job) for job in jobs]
                 for fut in as_completed(futures):

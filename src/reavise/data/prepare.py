@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -629,7 +630,10 @@ def prepare_corpus(
                 if bar is not None:
                     bar.update()
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            # forkserver: workers start from a clean process; forking a parent whose OpenCV or
+            # torch thread pools ran deadlocks the child (seen in cv2.setNumThreads)
+            ctx = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
                 futures = [pool.submit(_run_job, j) for j in jobs]
                 for fut in as_completed(futures):
                     _collect(*fut.result())

@@ -17,7 +17,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -389,7 +389,9 @@ def synthesize_corpus(
         else:
             # Processes, not threads (espeak has global state). Fork is cheap and safe here: the
             # parent never synthesises, and workers use no threaded torch ops.
-            ctx = get_context("fork" if hasattr(os, "fork") else "spawn")
+            # forkserver: workers start from a clean process (forking a parent whose torch or
+            # OpenCV thread pools ran can deadlock the child); each still forks per utterance
+            ctx = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
             with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
                 pending: set[Future] = set()
                 i = 0
