@@ -137,16 +137,21 @@ def enhance(
 def import_checkpoint(
     src: Path = typer.Argument(..., help="Published state_dict (e.g. A-VAE.pt)."),
     dst: Path = typer.Argument(..., help="reavise checkpoint to write."),
+    seed: int = typer.Option(0, help="Accepted for uniformity; the conversion is deterministic."),
 ) -> None:
     """Convert a published audio-only VAE (av-dkf/DVAE layout) into a reavise checkpoint."""
     from .models.checkpoint import import_published
 
+    del seed
     typer.echo(f"wrote {import_published(src, dst)}")
 
 
 @app.command("models")
-def list_models() -> None:
+def list_models(
+    seed: int = typer.Option(0, help="Accepted for uniformity; listing is deterministic."),
+) -> None:
     """List registered speech priors and inference algorithms with their settings."""
+    del seed
     from .inference import ALGORITHMS
     from .models import PRIORS
 
