@@ -28,6 +28,9 @@ def _register() -> None:
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    # libraries' INFO records propagate to the root handler too: print them once (their own)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
     _register()
     try:
         rc = app(standalone_mode=False)

@@ -221,6 +221,9 @@ def train(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
+        # resuming into the same folder is the point; Lightning's own deprecation chatter
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer.fit(
             module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None
         )
