@@ -49,7 +49,7 @@ __all__ = [
     "synthesize_utterance",
 ]
 
-CORPUS_VERSION = 3
+CORPUS_VERSION = 4
 # Stream tags for SeedSequence([seed, TAG, index]): independent random streams per purpose.
 _SPEAKER, _TEXT, _LIPS, _SPLIT, _LEVEL = 1, 2, 3, 4, 5
 
