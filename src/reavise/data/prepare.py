@@ -211,6 +211,15 @@ def _timit_group(rel: Path) -> str | None:
     return "lipspeakers" if "lipspeakers" in low else ("volunteers" if "volunteers" in low else None)
 
 
+def _timit_identity(rel: Path) -> tuple[str, str | None, str | None]:
+    """(speaker, group, official split or None) of a (N)TCD-TIMIT path: lipspeakers train,
+    the NTCD-TIMIT test speakers test, the rest drawn later by seed."""
+    spk = _timit_speaker(rel) or "unknown"
+    group = _timit_group(rel)
+    split = "train" if group == "lipspeakers" else ("test" if spk in TIMIT_TEST_SPEAKERS else None)
+    return spk, group, split
+
+
 def scan_tcd_timit(root: Path, exclude: Path | None = None) -> list[Item]:
     """TCD-TIMIT: ``{volunteers,lipspeakers}/<spk>/[Clips/]straightcam/<utt>.mp4``.
 
@@ -224,9 +233,7 @@ def scan_tcd_timit(root: Path, exclude: Path | None = None) -> list[Item]:
     items = []
     for v in videos:
         rel = v.relative_to(root)
-        spk = _timit_speaker(rel) or "unknown"
-        group = _timit_group(rel)
-        split = "train" if group == "lipspeakers" else ("test" if spk in TIMIT_TEST_SPEAKERS else None)
+        spk, group, split = _timit_identity(rel)
         items.append(
             Item(
                 id=f"{_safe(spk)}_{_safe(v.stem)}",
@@ -259,9 +266,7 @@ def scan_ntcd_timit(root: Path, exclude: Path | None = None) -> list[Item]:
     items = []
     for w in clean:
         rel = w.relative_to(root)
-        spk = _timit_speaker(rel) or "unknown"
-        group = _timit_group(rel)
-        split = "train" if group == "lipspeakers" else ("test" if spk in TIMIT_TEST_SPEAKERS else None)
+        spk, group, split = _timit_identity(rel)
         items.append(
             Item(
                 id=f"{_safe(spk)}_{_safe(w.stem)}",
