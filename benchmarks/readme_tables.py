@@ -1,11 +1,12 @@
 """Regenerate the README's fusion-benchmark results from a ``reavise benchmark`` run.
 
-    python benchmarks/readme_tables.py runs/paper [--readme README.md] [--check]
+    python benchmarks/readme_tables.py runs/paper [--readme README.md] [--marker paper] [--check]
 
 Reads ``RUN/tables.md`` (written by ``reavise benchmark``) and ``RUN/benchmark.json`` (run
 time, machine), keeps the tables that answer the fusion questions (scores per SNR and visual
 condition, averaged over noise types, and the overall table) and replaces the text between
-``<!-- paper-results:start -->`` and ``<!-- paper-results:end -->`` in the README with them.
+``<!-- paper-results:start -->`` and ``<!-- paper-results:end -->`` in the README with them
+(``--marker lowsnr`` uses ``<!-- lowsnr-results:start/end -->``, for a second run).
 The README is only ever rewritten from a finished run, so its numbers are always a run's.
 ``--check`` exits 1 (writing nothing) when the README is not up to date, e.g. for CI.
 """
@@ -94,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="benchmark output folder (holds tables.md)")
     ap.add_argument("--readme", default=str(Path(__file__).resolve().parents[1] / "README.md"))
+    ap.add_argument("--marker", default="paper", help="README markers <!-- MARKER-results:... -->")
     ap.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
     args = ap.parse_args(argv)
     readme = Path(args.readme)
     if not readme.exists():
         raise SystemExit(f"{readme}: no such README")
     old = readme.read_text()
-    new = replace_between(old, results_section(args.run))
+    start, end = (f"<!-- {args.marker}-results:{k} -->" for k in ("start", "end"))
+    new = replace_between(old, results_section(args.run), start, end)
     if args.check:
         if new != old:
             print(f"{readme}: results section is out of date; run without --check")

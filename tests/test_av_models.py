@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from avsynth import av_batch, tiny_config, train_tiny
+from reavise.errors import ReaviseError
 from reavise.inference import build_algorithm
 from reavise.models import FUSIONS, build_prior
 from reavise.models.checkpoint import load_checkpoint, save_checkpoint
@@ -191,3 +192,32 @@ def test_bad_configs_are_clear_errors():
     m = build_prior("av-vae", tiny_config())
     with pytest.raises(ReaviseError, match="16x16"):
         m.context(torch.rand(1, 3, 20, 20), None)
+
+
+def test_prior_scorer_matches_prior_logp_up_to_a_constant():
+    torch.manual_seed(0)
+    _, v, valid = _inputs(tiny_config())
+    z1, z2 = torch.randn(2, 3, 4, 8, 2).unbind(0)
+    for name, cfg in (("a-vae", dict(x_dim=16, z_dim=2, hidden=[32])), ("av-cvae", tiny_config())):
+        m = build_prior(name, cfg).eval()
+        ctx = m.context(v, valid) if m.uses_video else None
+        score = m.prior_scorer(ctx, z1)
+        # differences (all that MH and Langevin use) agree with the full log-density
+        want = m.prior_logp(z1, ctx) - m.prior_logp(z2, ctx)
+        assert torch.allclose(score(z1) - score(z2), want, atol=1e-4)
+        assert not torch.allclose(want, torch.zeros_like(want))
+
+
+def test_em_can_start_from_the_video_prior():
+    torch.manual_seed(0)
+    m = build_prior("av-cvae", tiny_config()).eval()
+    P, v, valid = _inputs(tiny_config())
+    ctx = m.context(v, valid)
+    gen = torch.Generator().manual_seed(0)
+    enc = build_algorithm("mcem").init_latent(m, P, ctx, gen)["z"]
+    pri = build_algorithm("mcem", init="prior").init_latent(m, P, ctx, gen)["z"]
+    assert torch.allclose(pri, m.prior(enc, ctx)[0] * torch.ones_like(enc))
+    assert not torch.allclose(pri, enc)
+    assert torch.all(pri[1, 5:] == 0)  # frames without video: the N(0, I) prior's mean
+    with pytest.raises(ReaviseError, match="init must be one of"):
+        build_algorithm("vem", init="zeros")

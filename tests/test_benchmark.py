@@ -224,6 +224,8 @@ def _with(**changes) -> dict:
         (_with(corpus={"path": "missing-corpus"}), "not a reavise corpus"),
         (_with(corpus={"synth": {"hours": -1}}), "corpus.synth.hours: must be positive"),
         (_with(algorithms=None), "no 'algorithms'"),
+        (_with(algorithms=["mcem", {"name": "mcem"}]), "'mcem' listed twice (give one a 'label')"),
+        (_with(algorithms=[{"name": "mcem", "settings": {"init": "video"}}]), "init must be one of"),
         ([1, 2], "expected a mapping"),
     ],
 )
@@ -248,7 +250,17 @@ def test_config_file_problems(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml"])
+def test_one_algorithm_twice_under_two_labels(tmp_path):
+    algos = ["mcem", {"name": "mcem", "label": "mcem-vinit", "settings": {"init": "prior"}}]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_with(algorithms=algos)))
+    cfg = load_config(path)
+    assert [(a.name, a.label, a.settings) for a in cfg.algorithms] == [
+        ("mcem", "mcem", {}), ("mcem", "mcem-vinit", {"init": "prior"})
+    ]
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "lowsnr.yaml"])
 def test_shipped_configs_are_valid(name):
     """The repository configs parse (models not registered yet are reported, not crashed on)."""
     try:

@@ -74,3 +74,21 @@ def test_trained_reliability_fusion_moves_weight_to_audio_for_corrupted_video():
         torch.manual_seed(0)
         bad = float(m.loss(P, m.context(v.flip(0), ok))["recon"])
     assert bad > good + 5
+
+
+def test_cross_attention_without_any_valid_video_is_the_self_key_path():
+    """The no-valid-key shortcut gives what the windowed softmax gives for a frame whose
+    window holds no valid video frame."""
+    torch.manual_seed(0)
+    f = build_fusion("cross_attention", 6, 5, 8, heads=2, window=2).eval()
+    a, v = torch.randn(3, 1, 10, 6), torch.randn(1, 10, 5)
+    far = torch.zeros(1, 10, dtype=torch.bool)
+    far[0, 9] = True  # only the last frame is valid: frames 0..6 see no valid key
+    none = torch.zeros(1, 10, dtype=torch.bool)
+    with torch.no_grad():
+        out_far, w_far = f(a, v, far)
+        out_none, w_none = f(a, v, none)
+    assert torch.allclose(out_none[..., :7, :], out_far[..., :7, :], atol=1e-6)
+    assert not torch.allclose(out_none[..., 8:, :], out_far[..., 8:, :], atol=1e-3)
+    assert torch.all(w_none[..., 1] == 0) and torch.all(w_none[..., 0] == 1)
+    assert torch.all(w_far[..., :7, 1] == 0) and torch.all(w_far[..., 8:, 1] > 0)

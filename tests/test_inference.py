@@ -96,3 +96,53 @@ def test_gpu_matches_cpu_quality(published):
     gpu = enhance_waveforms(published.to("cuda"), algo, [noisy], device="cuda", seed=0)[0].speech
     published.to("cpu")
     assert abs(si_sdr(cpu, clean) - si_sdr(gpu, clean)) < 0.5
+
+
+def _reference_mh(prior, P, nmf, z, eps, log_u, burn_in):
+    """The E-step as published, written plainly: full log p(x|z) + log p(z), two decodes."""
+    from reavise.inference.base import frame_loglik, speech_variance
+
+    def logp(z):
+        return frame_loglik(P, speech_variance(prior, z, None), nmf) + prior.prior_logp(z)
+
+    kept = []
+    for step in range(eps.shape[0]):
+        z_new = z + eps[step]
+        accept = log_u[step] < logp(z_new) - logp(z)
+        z = torch.where(accept[..., None], z_new, z)
+        if step >= burn_in:
+            kept.append(z)
+    zs = torch.stack(kept)
+    return zs, speech_variance(prior, zs, None)
+
+
+def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference():
+    """The fast E-step (log1p/exp2 form, tracked sigma2, cached prior) makes the same moves."""
+    from reavise.inference.mcem import MCEM, MCEMConfig
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    prior = build_prior("a-vae", {"x_dim": 33, "z_dim": 3, "hidden": [16]}).double().eval()
+    g = torch.Generator().manual_seed(1)
+    P = torch.rand(2, 12, 33, generator=g, dtype=torch.float64) ** 2
+    nmf = init_nmf(P, 4, g)
+    nmf.g = torch.rand(2, 12, generator=g, dtype=torch.float64) + 0.5
+    z0 = torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
+    cfg = MCEMConfig(n_mh=12, burn_in=5, proposal_var=0.1)
+    state = {"z": z0.clone()}
+    zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, torch.Generator().manual_seed(7))
+    # the same draws, in the same order, for the reference
+    g2 = torch.Generator().manual_seed(7)
+    eps = torch.randn((12, 2, 12, 3), generator=g2, dtype=torch.float64) * cfg.proposal_var**0.5
+    log_u = torch.rand((12, 2, 12), generator=g2, dtype=torch.float64).log()
+    ref_z, ref_V = _reference_mh(prior, P, nmf, z0, eps, log_u, cfg.burn_in)
+    assert zs.shape == (7, 2, 12, 3)
+    assert torch.equal(zs, ref_z)
+    assert torch.allclose(Vs, ref_V, rtol=1e-10)
+    moved = (zs[1:] != zs[:-1]).any(-1).double().mean()
+    assert 0.1 < moved < 0.9  # some proposals accepted, some rejected
+    # the cost it hands to the M-step is the one the M-step would compute itself
+    _, own = m_step(nmf, P, Vs, torch.ones(2, 12, dtype=torch.float64))
+    _, given = m_step(nmf, P, Vs, torch.ones(2, 12, dtype=torch.float64), state["frame_cost"])
+    assert torch.allclose(own, given, rtol=1e-10)
+    assert torch.equal(state["Vs"], Vs[-1]) and torch.equal(state["z"], zs[-1])

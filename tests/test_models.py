@@ -48,3 +48,35 @@ def test_loss_gradients_flow_to_all_parameters():
     m.loss(P)["loss"].backward()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_fast_tanh_equals_torch_tanh_with_gradients():
+    from reavise.models.base import Tanh
+
+    x = torch.linspace(-12, 12, 2001, dtype=torch.float64, requires_grad=True)
+    y = Tanh()(x)
+    assert torch.allclose(y, torch.tanh(x), atol=1e-15, rtol=1e-12)
+    y.sum().backward()
+    assert torch.allclose(x.grad, 1 - torch.tanh(x.detach()) ** 2, atol=1e-12)
+    with torch.no_grad():
+        x32 = x.detach().float()
+        assert (Tanh()(x32) - torch.tanh(x32)).abs().max() < 3e-7
+
+
+def test_folded_log2_variance_equals_the_decoder():
+    """AVAE.log2_variance_fn folds tanh's affine part and log2 e into the weights: same map."""
+    import math
+
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    for hidden in ([32], [24, 40]):
+        m = build_prior("a-vae", {"x_dim": 17, "z_dim": 3, "hidden": hidden}).double().eval()
+        z = torch.randn(2, 5, 3, dtype=torch.float64)
+        off = torch.randn(2, 5, 17, dtype=torch.float64)
+        want = off + m.decode(z) / math.log(2.0)
+        with torch.no_grad():
+            got = m.log2_variance_fn(None, off)(z)
+        assert torch.allclose(got, want, atol=1e-12)
+        # with gradients enabled the plain decoder is used (folding would detach the weights)
+        assert torch.allclose(m.log2_variance_fn(None, off)(z), want, atol=1e-12)

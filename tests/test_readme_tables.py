@@ -63,6 +63,15 @@ def test_replaces_only_between_markers(run: Path, tmp_path: Path):
     assert readme.read_text() == again
 
 
+def test_a_second_marker_pair_leaves_the_first_alone(run: Path, tmp_path: Path):
+    readme = tmp_path / "README.md"
+    first = "<!-- paper-results:start -->\nkeep me\n<!-- paper-results:end -->\n"
+    readme.write_text(first + "<!-- lowsnr-results:start -->\nold\n<!-- lowsnr-results:end -->\n")
+    assert readme_tables.main([str(run), "--readme", str(readme), "--marker", "lowsnr"]) == 0
+    text = readme.read_text()
+    assert text.startswith(first) and "old" not in text and "2.25" in text
+
+
 def test_condition_columns_are_ordered_by_snr(run: Path):
     text = readme_tables.results_section(run)
     head = next(ln for ln in text.splitlines() if ln.startswith("| method") and "dB /" in ln)

@@ -190,7 +190,7 @@ def build_methods(
         for algo in cfg.algorithms:
             methods.append(
                 Method(
-                    name=f"{spec.name}/{algo.name}",
+                    name=f"{spec.name}/{algo.label}",
                     kind="model",
                     model=spec.name,
                     algorithm=algo.name,

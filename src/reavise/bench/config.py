@@ -67,10 +67,13 @@ class AlgoSpec:
 
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the method's name in the tables (default: the algorithm's name); lets one algorithm
+    #: appear twice with different settings
+    tag: str | None = None
 
     @property
     def label(self) -> str:
-        return self.name
+        return self.tag or self.name
 
 
 @dataclass
@@ -235,14 +238,19 @@ def _algorithms(c: _Checker, v: Any) -> list[AlgoSpec]:
         where = f"algorithms[{i}]"
         if isinstance(item, str):
             item = {"name": item}
-        m = c.mapping(item, where, ("name", "settings"))
-        spec = AlgoSpec(str(m.get("name", "")), dict(c.mapping(m.get("settings") or {}, where)))
+        m = c.mapping(item, where, ("name", "settings", "label"))
+        label = m.get("label")
+        spec = AlgoSpec(
+            str(m.get("name", "")),
+            dict(c.mapping(m.get("settings") or {}, where)),
+            None if label is None else str(label),
+        )
         try:
             build_algorithm(spec.name, **spec.settings)
         except (ReaviseError, TypeError) as exc:
             c.fail(where, str(exc))
-        if any(o.name == spec.name for o in out):
-            c.fail(where, f"algorithm {spec.name!r} listed twice")
+        if any(o.label == spec.label for o in out):
+            c.fail(where, f"algorithm {spec.label!r} listed twice (give one a 'label')")
         out.append(spec)
     return out
 

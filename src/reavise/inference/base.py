@@ -19,6 +19,7 @@ from ..errors import ReaviseError
 from .nmf import NMFState, init_nmf, m_step
 
 ALGORITHMS: dict[str, tuple[type, type]] = {}
+INITS = ("encoder", "prior")
 
 
 def register_algorithm(name: str, config_cls: type):
@@ -54,6 +55,9 @@ class EMConfig:
     nmf_rank: int = 10
     #: number of z samples used by the M-step and the final Wiener filter
     n_samples: int = 10
+    #: where z starts: "encoder" (q(z|x, v) on the noisy power, as published) or "prior"
+    #: (the mean of p(z|v): the video alone, which the noise cannot corrupt; N(0, I) -> 0)
+    init: str = "encoder"
 
 
 @dataclass
@@ -76,13 +80,18 @@ class EMAlgorithm:
     name: str = ""
 
     def __init__(self, config: EMConfig):
+        if config.init not in INITS:
+            raise ReaviseError(f"init must be one of {', '.join(INITS)}, got {config.init!r}")
         self.config = config
 
     # --- to implement -----------------------------------------------------------------
     def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: torch.Generator) -> dict:
-        """E-step state before the first iteration (default: encoder mean on noisy power)."""
+        """E-step state before the first iteration: ``config.init`` (encoder or prior mean)."""
         with torch.no_grad():
             mu, logvar = prior.encode(P, ctx)
+            if self.config.init == "prior":
+                pm, plv = prior.prior(mu, ctx)
+                mu, logvar = pm + torch.zeros_like(mu), plv + torch.zeros_like(logvar)
         return {"z": mu, "logvar": logvar}
 
     def e_step(
@@ -127,7 +136,7 @@ class EMAlgorithm:
             for it in range(1, cfg.max_iter + 1):
                 z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
                 with torch.no_grad():
-                    nmf, cost = m_step(nmf, P, Vs, mask)
+                    nmf, cost = m_step(nmf, P, Vs, mask, state.pop("frame_cost", None))
                 if em_update is not None and em_update(ctx, P, nmf, z, mask):
                     state.pop("Vs", None)  # cached speech variances are stale
                 costs.append(cost)

@@ -33,9 +33,11 @@ class LangevinEM(EMAlgorithm):
         z = state["z"]
         eta = cfg.step_size
         samples = []
+        WH = nmf.WH
+        score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
         for step in range(cfg.n_steps):
             z = z.detach().requires_grad_(True)
-            logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf) + prior.prior_logp(z, ctx)
+            logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + score_prior(z)
             (grad,) = torch.autograd.grad(logp.sum(), z)
             # per-frame gradient norm clipping keeps the unadjusted chain from diverging
             norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)

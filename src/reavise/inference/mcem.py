@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
+from .base import EMAlgorithm, EMConfig, register_algorithm
 
 
 @dataclass
@@ -40,28 +40,72 @@ class MCEM(EMAlgorithm):
         cfg = self.config
         z = state["z"]
         std = math.sqrt(cfg.proposal_var)
-        WH = nmf.WH  # fixed during the E-step
-        samples = []
-        with torch.no_grad():
+        R = cfg.n_samples
+        with torch.inference_mode():
+            # WH and g are fixed during the E-step. With y = g sigma2(z) / WH (speech-to-noise
+            # ratio) and V = g sigma2 + WH = WH (1 + y), the frame's negative log-likelihood is
+            #   -log p(x_t|z_t) = sum_f [log V + P/V] = sum_f [log1p(y) + (P/WH) / (1 + y)] + c_t
+            # with c_t = sum_f log WH independent of z: it cancels in the MH ratio. This costs
+            # exp2 + log1p per bin instead of exp + log (measured 2.3x cheaper on CPU, 1 thread),
+            # and log2 y = log2 sigma2(z) + log2(g / WH) comes out of the decoder's last matmul
+            # (``log2_variance_fn``).
+            # WH is floored at 1e-30 (it underflows to 0 in padded frames, where P = 0) so y
+            # stays finite; sigma2 = y WH / g is exact whatever the floor.
+            WH = nmf.WH.clamp_min(1e-30)
+            log2_wh = torch.log2(WH)
+            log2_c = torch.log2(nmf.g)[..., None] - log2_wh
+            Q = P / WH
+            log2_y = prior.log2_variance_fn(ctx, log2_c)
+            score_prior = prior.prior_scorer(ctx, z)
+
+            def snr(z: torch.Tensor) -> torch.Tensor:
+                # exponent capped below float32's 2^128 (reached only if g sigma2 / WH > 1e37)
+                return log2_y(z).clamp_max_(124.0).exp2_()
+
+            def energy(y: torch.Tensor) -> torch.Tensor:  # -log p(x_t|z_t) - c_t   [B, T]
+                return torch.addcdiv(torch.log1p(y), Q, y + 1.0).sum(-1)
+
             # all randomness of this E-step in two calls: proposals and acceptance thresholds
             eps = torch.randn((cfg.n_mh, *z.shape), generator=gen, device=z.device, dtype=z.dtype)
             eps.mul_(std)
             log_u = torch.rand(
                 (cfg.n_mh, *z.shape[:-1]), generator=gen, device=z.device, dtype=z.dtype
             ).log_()
-            # the noise model changed in the M-step: the current log-likelihood is recomputed once
-            logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + prior.prior_logp(z, ctx)
+            # the current state's sigma2 is carried over from the last E-step (the noise model
+            # changed in the M-step, so its likelihood is recomputed, but not its decode)
+            Vs = state.get("Vs")
+            y = snr(z) if Vs is None else torch.exp2(log2_c).mul_(Vs)
+            e = energy(y)
+            logp = score_prior(z).sub_(e)  # log p(x|z) + log p(z|v), up to constants
+            # kept samples are written in place (no stacking copy)
+            zs = z.new_empty((R, *z.shape))
+            ys = y.new_empty((R, *y.shape))
+            es = e.new_empty((R, *e.shape))
             for step in range(cfg.n_mh):
+                r = step - cfg.burn_in
+                if r == 0 and step > 0:
+                    # y is tracked only for kept samples: decoding the current state once here
+                    # is cheaper than a [B, T, F] select at every burn-in step
+                    y = snr(z)
+                    e = energy(y)
                 z_new = z + eps[step]
-                logp_new = frame_loglik(P, speech_variance(prior, z_new, ctx), nmf, WH)
-                logp_new += prior.prior_logp(z_new, ctx)
+                y_new = snr(z_new)
+                e_new = energy(y_new)
+                logp_new = score_prior(z_new).sub_(e_new)
                 accept = log_u[step] < (logp_new - logp)
-                z = torch.where(accept[..., None], z_new, z)
                 logp = torch.where(accept, logp_new, logp)
-                if step >= cfg.burn_in:
-                    samples.append(z)
-            zs = torch.stack(samples)
-            # one batched decode of the kept samples (cheaper than tracking sigma2 per step)
-            Vs = speech_variance(prior, zs, ctx)
+                # lerp with a 0/1 weight selects exactly (finite inputs) and is ~3x faster than
+                # torch.where with a broadcast condition on CPU
+                acc = accept.to(z.dtype)[..., None]
+                if r < 0:
+                    z = torch.lerp(z, z_new, acc)
+                    continue
+                z = torch.lerp(z, z_new, acc, out=zs[r])
+                y = torch.lerp(y, y_new, acc, out=ys[r])
+                e = torch.where(accept, e_new, e, out=es[r])
+            # Monte Carlo cost -E_z[log p(x|z)] per frame at these parameters (for the M-step)
+            state["frame_cost"] = log2_wh.sum(-1).mul_(math.log(2.0)).add_(es.mean(0))
+            Vs = ys.mul_(torch.exp2(log2_c.neg_()))  # back from y to sigma2 = y WH / g
         state["z"] = z
+        state["Vs"] = Vs[-1]
         return zs, Vs

@@ -45,13 +45,18 @@ def init_nmf(
 
 
 def m_step(
-    state: NMFState, P: torch.Tensor, Vs: torch.Tensor, mask: torch.Tensor
+    state: NMFState,
+    P: torch.Tensor,
+    Vs: torch.Tensor,
+    mask: torch.Tensor,
+    frame_cost: torch.Tensor | None = None,
 ) -> tuple[NMFState, torch.Tensor]:
     """One round of the W, H, g updates given speech-variance samples ``Vs`` [R, B, T, F].
 
     ``mask`` [B, T] (float 0/1) removes padded frames from every sum. Also returns the
     Monte Carlo cost -E_z[log p(x|z)] per utterance and frame at the incoming parameters
-    (the value the M-step decreases), from quantities the update needs anyway.
+    (the value the M-step decreases), from quantities the update needs anyway, or from
+    ``frame_cost`` [B, T] when the E-step already has it (MCEM does; saves R log passes).
 
     The sums over samples are accumulated one sample at a time into [B, T, F] buffers: an
     [R, B, T, F] temporary per operation would leave the cache on every pass (measured
@@ -75,9 +80,11 @@ def m_step(
                 log_inv.add_(torch.log(inv))
         return A.mul_(Pm), Bm.mul_(m), log_inv
 
-    A, Bm, log_inv = sums(W, H, g, with_log=True)
-    # cost = mean_r sum_f log V + P / V, with log V = -log(1/V)
-    cost = ((Bm * P - log_inv * m).sum(-1) / R).sum(-1) / mask.sum(-1).clamp_min(1.0)
+    A, Bm, log_inv = sums(W, H, g, with_log=frame_cost is None)
+    if frame_cost is None:
+        # cost = mean_r sum_f log V + P / V, with log V = -log(1/V)
+        frame_cost = (Bm * P - log_inv * m).sum(-1) / R
+    cost = (frame_cost * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
     Ht = H.transpose(1, 2)
     W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
     A, Bm, _ = sums(W, H, g)

