@@ -92,3 +92,18 @@ def test_cross_attention_without_any_valid_video_is_the_self_key_path():
     assert not torch.allclose(out_none[..., 8:, :], out_far[..., 8:, :], atol=1e-3)
     assert torch.all(w_none[..., 1] == 0) and torch.all(w_none[..., 0] == 1)
     assert torch.all(w_far[..., :7, 1] == 0) and torch.all(w_far[..., 8:, 1] > 0)
+
+
+def test_reliability_without_any_valid_video_equals_the_per_frame_rule():
+    torch.manual_seed(0)
+    f = build_fusion("reliability", 6, 5, 8).eval()
+    a, v = torch.randn(3, 1, 10, 6), torch.randn(1, 10, 5)
+    some = torch.zeros(1, 10, dtype=torch.bool)
+    some[0, 9] = True
+    with torch.no_grad():
+        out_some, w_some = f(a, v, some)
+        out_none, w_none = f(a, v, torch.zeros_like(some))
+    # frames 0..8 are invalid in both: the shortcut gives the general rule's values exactly
+    assert torch.equal(out_none[..., :9, :], out_some[..., :9, :])
+    assert torch.equal(w_none[..., :9, :], w_some[..., :9, :])
+    assert not torch.allclose(out_none[..., 9, :], out_some[..., 9, :])

@@ -218,6 +218,11 @@ class ReliabilityFusion(Fusion):
 
     def fuse(self, audio, visual, valid=None):
         a = torch.tanh(self.pa(audio))
+        if not bool(_valid(valid, visual).any()):
+            # no valid video frame: the visual expert has l_v = +inf, so w = (1, 0) exactly and
+            # the visual half is 0; skip the uncertainty heads (MCEM decodes often)
+            w = torch.cat([torch.ones_like(a[..., :1]), torch.zeros_like(a[..., :1])], -1)
+            return torch.cat([2 * a, torch.zeros_like(a)], -1), w
         v = torch.tanh(self.pv(visual)).expand_as(a)
         la, lv = self.log_variances(audio, visual, valid)
         w = torch.softmax(torch.cat([-la, (-lv).expand_as(la)], -1), -1)  # [..., B, T, 2]
