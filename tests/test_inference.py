@@ -38,6 +38,10 @@ def test_unknown_algorithm_and_setting():
         build_algorithm("gibbs")
     with pytest.raises(ReaviseError, match="unknown settings"):
         build_algorithm("mcem", n_steps=3)
+    with pytest.raises(ReaviseError, match="'mcem': n_mh must exceed burn_in"):
+        build_algorithm("mcem", n_mh=10, burn_in=10)
+    with pytest.raises(ReaviseError, match="prior_weight must be positive"):
+        build_algorithm("mcem", prior_weight=0)
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +102,12 @@ def test_gpu_matches_cpu_quality(published):
     assert abs(si_sdr(cpu, clean) - si_sdr(gpu, clean)) < 0.5
 
 
-def _reference_mh(prior, P, nmf, z, eps, log_u, burn_in):
-    """The E-step as published, written plainly: full log p(x|z) + log p(z), two decodes."""
+def _reference_mh(prior, P, nmf, z, eps, log_u, burn_in, gamma=1.0):
+    """The E-step as published, written plainly: full log p(x|z) + gamma log p(z), two decodes."""
     from reavise.inference.base import frame_loglik, speech_variance
 
     def logp(z):
-        return frame_loglik(P, speech_variance(prior, z, None), nmf) + prior.prior_logp(z)
+        return frame_loglik(P, speech_variance(prior, z, None), nmf) + gamma * prior.prior_logp(z)
 
     kept = []
     for step in range(eps.shape[0]):
@@ -116,7 +120,8 @@ def _reference_mh(prior, P, nmf, z, eps, log_u, burn_in):
     return zs, speech_variance(prior, zs, None)
 
 
-def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference():
+@pytest.mark.parametrize("gamma", [1.0, 3.0])
+def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference(gamma):
     """The fast E-step (log1p/exp2 form, tracked sigma2, cached prior) makes the same moves."""
     from reavise.inference.mcem import MCEM, MCEMConfig
     from reavise.models import build_prior
@@ -128,14 +133,14 @@ def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference():
     nmf = init_nmf(P, 4, g)
     nmf.g = torch.rand(2, 12, generator=g, dtype=torch.float64) + 0.5
     z0 = torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
-    cfg = MCEMConfig(n_mh=12, burn_in=5, proposal_var=0.1)
+    cfg = MCEMConfig(n_mh=12, burn_in=5, proposal_var=0.1, prior_weight=gamma)
     state = {"z": z0.clone()}
     zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, torch.Generator().manual_seed(7))
     # the same draws, in the same order, for the reference
     g2 = torch.Generator().manual_seed(7)
     eps = torch.randn((12, 2, 12, 3), generator=g2, dtype=torch.float64) * cfg.proposal_var**0.5
     log_u = torch.rand((12, 2, 12), generator=g2, dtype=torch.float64).log()
-    ref_z, ref_V = _reference_mh(prior, P, nmf, z0, eps, log_u, cfg.burn_in)
+    ref_z, ref_V = _reference_mh(prior, P, nmf, z0, eps, log_u, cfg.burn_in, gamma)
     assert zs.shape == (7, 2, 12, 3)
     assert torch.equal(zs, ref_z)
     assert torch.allclose(Vs, ref_V, rtol=1e-10)

@@ -42,7 +42,10 @@ def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
     bad = sorted(set(overrides) - known)
     if bad:
         raise ReaviseError(f"algorithm {name!r}: unknown settings {bad}; known: {sorted(known)}")
-    return cls(cfg_cls(**overrides))
+    try:
+        return cls(cfg_cls(**overrides))
+    except ValueError as exc:  # a setting's own check (e.g. n_mh must exceed burn_in)
+        raise ReaviseError(f"algorithm {name!r}: {exc}") from None
 
 
 @dataclass

@@ -25,11 +25,17 @@ class MCEMConfig(EMConfig):
     n_mh: int = 40
     burn_in: int = 30
     proposal_var: float = 0.01
+    #: exponent gamma on the latent prior in the MH target p(x|z) p(z|v)^gamma (1: the published
+    #: posterior). gamma > 1 sharpens p(z|v) by 1/gamma in variance: a heuristic knob that trusts
+    #: the prior (e.g. the lips) more than the noisy likelihood.
+    prior_weight: float = 1.0
 
     def __post_init__(self):
         self.n_samples = self.n_mh - self.burn_in
         if self.n_samples < 1:
             raise ValueError("n_mh must exceed burn_in")
+        if self.prior_weight <= 0:
+            raise ValueError("prior_weight must be positive")
 
 
 @register_algorithm("mcem", MCEMConfig)
@@ -57,6 +63,11 @@ class MCEM(EMAlgorithm):
             Q = P / WH
             log2_y = prior.log2_variance_fn(ctx, log2_c)
             score_prior = prior.prior_scorer(ctx, z)
+            if cfg.prior_weight != 1.0:
+                unweighted, gamma = score_prior, cfg.prior_weight
+
+                def score_prior(z: torch.Tensor) -> torch.Tensor:
+                    return unweighted(z).mul_(gamma)
 
             def snr(z: torch.Tensor) -> torch.Tensor:
                 # exponent capped below float32's 2^128 (reached only if g sigma2 / WH > 1e37)
