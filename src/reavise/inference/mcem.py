@@ -4,8 +4,8 @@ Random-walk proposal z' = z + sqrt(var) eps, accepted frame by frame with probab
 min(1, p(x_t|z'_t) p(z'_t|v) / (p(x_t|z_t) p(z_t|v))) — exact for frame-wise priors, where the
 posterior factorises over frames. Fully vectorised over utterances and frames: the only
 Python loop is over the MH steps. The current sample's log-likelihood is kept between
-steps, so each step decodes once (the published code decodes twice); the kept samples are
-decoded together at the end of the E-step.
+steps, so each step decodes once (the published code decodes twice), and the kept samples'
+sigma2 are tracked rather than decoded again. docs/inference.md lists the other savings.
 """
 
 from __future__ import annotations
