@@ -91,13 +91,15 @@ def m_step(
     Wt = W.transpose(1, 2)
     H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
     WH = H @ W
-    num, den = torch.zeros_like(g), torch.zeros_like(g)
+    # sum_r sigma2_r V_r^-2 and sum_r sigma2_r V_r^-1 accumulated per bin, reduced once
+    NV, DV = torch.zeros_like(P), torch.zeros_like(P)
     for r in range(R):
         inv = torch.addcmul(WH, g[..., None], Vs[r]).reciprocal_()
         v_inv = Vs[r] * inv
-        num += (Pm * v_inv * inv).sum(-1)
-        den += v_inv.sum(-1)
-    den = den * mask
+        DV.add_(v_inv)
+        NV.addcmul_(v_inv, inv)
+    num = torch.linalg.vecdot(NV, Pm)
+    den = DV.sum(-1) * mask
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
     return NMFState(W, H, g), cost
