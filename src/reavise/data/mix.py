@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -41,6 +40,7 @@ from .noise import (
     make_noise,
     select_babble,
 )
+from .pool import worker_context
 
 DEFAULT_SNRS: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0)
 DEFAULT_NOISES: tuple[str, ...] = (
@@ -460,11 +460,7 @@ def make_mixtures(
             for job in jobs:
                 record(_mix_utterance(job))
         else:
-            methods = multiprocessing.get_all_start_methods()
-            # forkserver: a clean parent for the workers (forking after torch/OpenCV thread
-            # pools have run can deadlock the child)
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
                 futures = [pool.submit(_mix_utterance, job) for job in jobs]
                 for fut in as_completed(futures):
                     record(fut.result())

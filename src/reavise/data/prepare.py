@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import InputError, ReaviseError
 from ..lips import ROI_SIZE, VIDEO_FPS, load_lips, save_lips
 from .manifest import write_manifest
+from .pool import worker_context
 
 log = logging.getLogger(__name__)
 
@@ -635,10 +635,9 @@ def prepare_corpus(
                 if bar is not None:
                     bar.update()
         else:
-            # forkserver: workers start from a clean process; forking a parent whose OpenCV or
-            # torch thread pools ran deadlocks the child (seen in cv2.setNumThreads)
-            ctx = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=worker_context(), initializer=_init_worker
+            ) as pool:
                 futures = [pool.submit(_run_job, j) for j in jobs]
                 for fut in as_completed(futures):
                     _collect(*fut.result())

@@ -17,7 +17,6 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from ..errors import ReaviseError
 from ..lips import VIDEO_FPS, save_lips
 from .manifest import write_manifest
 from .mouth_render import MouthStyle, random_style, render_lips
+from .pool import worker_context
 from .sentences import pick_sentence
 from .tts import (
     ENGLISH_VOICES,
@@ -387,12 +387,8 @@ def synthesize_corpus(
                 absorb(_job(args(i)))
                 i += 1
         else:
-            # Processes, not threads (espeak has global state). Fork is cheap and safe here: the
-            # parent never synthesises, and workers use no threaded torch ops.
-            # forkserver: workers start from a clean process (forking a parent whose torch or
-            # OpenCV thread pools ran can deadlock the child); each still forks per utterance
-            ctx = get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+            # processes, not threads (espeak has global state); each still forks per utterance
+            with ProcessPoolExecutor(n_workers, mp_context=worker_context()) as pool:
                 pending: set[Future] = set()
                 i = 0
                 while last is None:
