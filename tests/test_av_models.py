@@ -95,7 +95,7 @@ def test_all_invalid_video_equals_missing_video(name):
 
 
 def test_av_cvae_em_scores_z_with_the_video_conditioned_prior():
-    """MCEM / Langevin use ``prior_logp``: for AV-CVAE it must be log p(z|v), not log N(0, I)."""
+    """AV-CVAE's prior is learned: log p(z|v) must use it, not log N(0, I) (MCEM, Langevin EM)."""
     torch.manual_seed(0)
     m = build_prior("av-cvae", tiny_config()).eval()
     assert not m.standard_prior

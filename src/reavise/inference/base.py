@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import ReaviseError
-from .nmf import NMFState, init_nmf, m_step
+from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
 
 ALGORITHMS: dict[str, tuple[type, type]] = {}
 INITS = ("encoder", "prior")
@@ -62,6 +62,10 @@ class EMConfig:
     #: (the mean of p(z|v): the video alone, which the noise cannot corrupt; N(0, I) -> 0)
     init: str = "encoder"
 
+    def __post_init__(self):
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+
 
 @dataclass
 class EMResult:
@@ -83,8 +87,6 @@ class EMAlgorithm:
     name: str = ""
 
     def __init__(self, config: EMConfig):
-        if config.init not in INITS:
-            raise ReaviseError(f"init must be one of {', '.join(INITS)}, got {config.init!r}")
         self.config = config
 
     # --- to implement -----------------------------------------------------------------
@@ -178,4 +180,4 @@ def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:
 def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState, WH=None) -> torch.Tensor:
     """log p(x_t | z_t) per frame up to a constant, for speech variances Vs [..., B, T, F]."""
     Vx = torch.addcmul(nmf.WH if WH is None else WH, nmf.g[..., None], Vs)
-    return -(torch.log(Vx).sum(-1) + (P / Vx).sum(-1))
+    return -neg_log_likelihood(P, Vx)

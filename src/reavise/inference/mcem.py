@@ -31,6 +31,7 @@ class MCEMConfig(EMConfig):
     prior_weight: float = 1.0
 
     def __post_init__(self):
+        super().__post_init__()
         self.n_samples = self.n_mh - self.burn_in
         if self.n_samples < 1:
             raise ValueError("n_mh must exceed burn_in")

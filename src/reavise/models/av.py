@@ -226,7 +226,7 @@ class AVCVAE(_FusedAV):
     multiplied by the validity mask, so frames without video have the standard-normal prior.
     """
 
-    #: p(z|v) is learned: MCEM and Langevin EM must score z with it (``prior_logp``), not with
+    #: p(z|v) is learned: MCEM and Langevin EM must score z with it (``prior_scorer``), not with
     #: the N(0, I) fast path, or the video only reaches the EM through the decoder.
     standard_prior = False
 

@@ -25,7 +25,7 @@ class SpeechPrior(nn.Module):
     uses_video: bool = False
     #: True when the model treats frames independently (MH may accept per frame exactly).
     framewise: bool = True
-    #: True when p(z|v) is the standard normal (fast path in ``prior_logp``).
+    #: True when p(z|v) is the standard normal (fast path in ``prior_scorer``/``prior_logp``).
     standard_prior: bool = True
 
     config: Any
