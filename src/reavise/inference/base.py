@@ -61,6 +61,9 @@ class EMConfig:
     #: where z starts: "encoder" (q(z|x, v) on the noisy power, as published) or "prior"
     #: (the mean of p(z|v): the video alone, which the noise cannot corrupt; N(0, I) -> 0)
     init: str = "encoder"
+    #: use the fused C kernels of ``reavise.native`` (MCEM's E-step, the NMF M-step) for CPU
+    #: float32 runs when they can be built; False: torch code only (same algorithm and draws)
+    native: bool = True
 
     def __post_init__(self):
         if self.init not in INITS:
@@ -141,7 +144,9 @@ class EMAlgorithm:
             for it in range(1, cfg.max_iter + 1):
                 z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
                 with torch.no_grad():
-                    nmf, cost = m_step(nmf, P, Vs, mask, state.pop("frame_cost", None))
+                    nmf, cost = m_step(
+                        nmf, P, Vs, mask, state.pop("frame_cost", None), native=cfg.native
+                    )
                 if em_update is not None and em_update(ctx, P, nmf, z, mask):
                     state.pop("Vs", None)  # cached speech variances are stale
                 costs.append(cost)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import native as native_kernels
 from .base import EMAlgorithm, EMConfig, register_algorithm
 
 
@@ -44,6 +45,8 @@ class MCEM(EMAlgorithm):
     config: MCEMConfig
 
     def e_step(self, prior, P, ctx, nmf, state, gen):
+        if self.config.native and native_kernels.usable(state["z"], P):
+            return self._e_step_native(prior, P, ctx, nmf, state, gen)
         cfg = self.config
         z = state["z"]
         std = math.sqrt(cfg.proposal_var)
@@ -121,3 +124,62 @@ class MCEM(EMAlgorithm):
         state["z"] = z
         state["Vs"] = Vs[-1]
         return zs, Vs
+
+    def _e_step_native(self, prior, P, ctx, nmf, state, gen):
+        """The E-step above with its per-bin work in ``reavise.native``'s fused kernels.
+
+        Same target, proposals and uniform draws, so it takes the same decisions as the torch
+        code up to float rounding of the energies (~1e-7 relative). Per MH step torch runs the
+        decoder's matrix products (and p(z|v) for a non-standard prior); one kernel call then
+        computes the frames' energies, accepts or rejects, and writes the kept samples' sigma2.
+        """
+        cfg = self.config
+        z = state["z"]
+        std = math.sqrt(cfg.proposal_var)
+        R = cfg.n_samples
+        with torch.inference_mode():
+            WH = nmf.WH.clamp_min(1e-30)  # see e_step for the energy in y = g sigma2 / WH
+            log2_wh = torch.log2(WH)
+            log2_c = torch.log2(nmf.g)[..., None] - log2_wh
+            Q = (P / WH).contiguous()
+            scale = (WH / nmf.g[..., None]).contiguous()  # sigma2 = y WH / g
+            log2_y = prior.log2_variance_fn(ctx, log2_c)
+            gamma = cfg.prior_weight
+            score_prior = prior.prior_scorer(ctx, z)
+            standard = prior.standard_prior  # then the kernel scores -gamma |z|^2 / 2 itself
+
+            def u_of(z: torch.Tensor) -> torch.Tensor:
+                return log2_y(z).contiguous()
+
+            def prior_of(z: torch.Tensor) -> torch.Tensor | None:
+                return None if standard else score_prior(z).mul_(gamma).contiguous()
+
+            eps = torch.randn((cfg.n_mh, *z.shape), generator=gen, device=z.device, dtype=z.dtype)
+            eps.mul_(std)
+            log_u = torch.rand(
+                (cfg.n_mh, *z.shape[:-1]), generator=gen, device=z.device, dtype=z.dtype
+            ).log_()
+            Vs = state.get("Vs")
+            u = u_of(z) if Vs is None else torch.log2(Vs).add_(log2_c)
+            vs_cur = torch.empty_like(Q)
+            e = native_kernels.energy(u, Q, scale, vs_cur)
+            z = z.contiguous().clone()
+            logp = score_prior(z).mul_(gamma).sub_(e).contiguous()
+            zs = z.new_empty((R, *z.shape))
+            Vs_out = Q.new_empty((R, *Q.shape))
+            e_sum = torch.zeros_like(e)
+            z_new = torch.empty_like(z)
+            mh = native_kernels.MHStepper(Q, scale, log_u, z, logp, e, vs_cur, Vs_out, e_sum, gamma)
+            for step in range(cfg.n_mh):
+                r = step - cfg.burn_in
+                if r == 0 and step > 0:
+                    # the current state's sigma2 (tracked only for kept samples, as in e_step)
+                    native_kernels.energy(u_of(z), Q, scale, vs_cur)
+                torch.add(z, eps[step], out=z_new)
+                mh(step, r, u_of(z_new), z_new, prior_of(z_new))
+                if r >= 0:
+                    zs[r].copy_(z)
+            state["frame_cost"] = log2_wh.sum(-1).mul_(math.log(2.0)).add_(e_sum.div_(R))
+        state["z"] = z
+        state["Vs"] = Vs_out[-1]
+        return zs, Vs_out

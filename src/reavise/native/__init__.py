@@ -1,0 +1,208 @@
+"""Native CPU kernels for MCEM's per-bin work, compiled on first use with the system C compiler.
+
+The kernels (``mcem_kernels.c``) fuse what torch runs as several passes over [T, F]: the MH
+frame energies, accept/reject and kept-sample bookkeeping, and the NMF M-step's sums. They are
+optional: without a C compiler, with ``REAVISE_NATIVE=0``, or for tensors that are not
+float32 on the CPU, callers use their torch code instead (same algorithm, same random draws).
+
+The shared library is built once per source, flags and CPU into the cache directory
+(``$REAVISE_CACHE``, else ``$XDG_CACHE_HOME/reavise``, else ``~/.cache/reavise``), written to a
+temporary name and renamed, so concurrent first uses never load a half-written file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch  # noqa: F401  (loaded first: the kernels then share torch's libgomp.so.1)
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("mcem_kernels.c")
+# -march=native: the library is built on the machine that runs it; no -ffast-math, so a NaN
+# energy still rejects (the simd reductions are allowed to reorder by their pragmas alone)
+CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+          "-fPIC", "-shared"]  # fmt: skip
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_error: str | None = None
+_tried = False
+
+_f = ctypes.c_float
+_i = ctypes.c_int
+_p = ctypes.c_void_p
+_SIGNATURES = {
+    "reavise_energy": [_i, _i, _p, _p, _p, _p, _p],
+    "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
+    "reavise_nmf_sums_ab": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
+    "reavise_nmf_sums_g": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
+}
+
+
+def enabled() -> bool:
+    """False when the user turned the kernels off with REAVISE_NATIVE=0."""
+    return os.environ.get("REAVISE_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    if os.environ.get("REAVISE_CACHE"):
+        return Path(os.environ["REAVISE_CACHE"]) / "native"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "reavise" / "native"
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: the CPU model and its feature flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        keep = [ln for ln in lines if ln.startswith(("model name", "flags"))][:2]
+        return "\n".join(keep)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(cc: str) -> Path:
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), " ".join(CFLAGS), version, _cpu_id()]).encode()
+    ).hexdigest()[:16]
+    out = cache_dir() / f"mcem_kernels-{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernels' library, built on first use; None if disabled or it cannot be built."""
+    global _lib, _error, _tried
+    if not enabled():
+        return None
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        try:
+            if cc is None:
+                raise RuntimeError("no C compiler (cc/gcc) on PATH")
+            lib = ctypes.CDLL(str(_build(cc)))
+            for name, args in _SIGNATURES.items():
+                fn = getattr(lib, name)
+                fn.argtypes, fn.restype = args, None
+            _lib = lib
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            _error = str(exc)
+            log.info("native MCEM kernels unavailable (%s); using the torch code", _error)
+        return _lib
+
+
+def unavailable_reason() -> str | None:
+    """Why ``load()`` returned None (after it was called), else None."""
+    if not enabled():
+        return "disabled by REAVISE_NATIVE=0"
+    return _error
+
+
+def usable(*tensors: torch.Tensor) -> bool:
+    """True when the kernels can take these tensors: CPU float32, and the library loads."""
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return False
+    return load() is not None
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    if t is None:
+        return None
+    if not (t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu"):
+        raise ValueError("native kernels take contiguous float32 CPU tensors")
+    return t.data_ptr()
+
+
+def energy(u: torch.Tensor, Q: torch.Tensor, scale: torch.Tensor | None = None,
+           vs_out: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Per-frame sum_f ln(1 + 2^u) + Q / (1 + 2^u) for u, Q [..., T, F] -> [..., T].
+
+    With ``scale`` and ``vs_out``, also writes vs_out = 2^u * scale (the speech variance)."""
+    F = u.shape[-1]
+    N = u.numel() // F
+    e = u.new_empty(u.shape[:-1])
+    load().reavise_energy(N, F, _ptr(u), _ptr(Q), _ptr(scale), _ptr(e), _ptr(vs_out))
+    return e
+
+
+class MHStepper:
+    """One E-step's MH steps (``reavise_mh_step`` in mcem_kernels.c) with its buffers bound once.
+
+    In place over frames [..., T]: the state z [..., T, D], its log-target ``logp`` and energy
+    ``e``; ``log_u`` [n_mh, ..., T] are the acceptance thresholds; kept step r writes the state's
+    sigma2 = 2^u * ``scale`` into ``vs_out[r]`` (from ``vs_cur`` before the first kept step)
+    and adds its energy to ``energy_sum``. Pointers are taken once, so a step costs one call.
+    """
+
+    def __init__(self, Q, scale, log_u, z, logp, e, vs_cur, vs_out, energy_sum, gamma: float):
+        self.lib = load()
+        self.F, self.D = Q.shape[-1], z.shape[-1]
+        self.N = Q.numel() // self.F
+        self.gamma = float(gamma)
+        self.Q, self.scale, self.z, self.logp, self.e = map(_ptr, (Q, scale, z, logp, e))
+        self.vs_cur, self.energy_sum = _ptr(vs_cur), _ptr(energy_sum)
+        self.log_u = [_ptr(x) for x in log_u]
+        self.vs_out = [_ptr(x) for x in vs_out]
+
+    def __call__(self, step: int, r: int, u: torch.Tensor, z_new: torch.Tensor,
+                 prior_new: torch.Tensor | None = None) -> None:  # fmt: skip
+        """MH step ``step`` (kept sample ``r`` when r >= 0) for proposals z_new with log2 y ``u``;
+        ``prior_new`` is log p(z_new|v) times the prior weight, None for the standard normal."""
+        kept = r >= 0
+        self.lib.reavise_mh_step(
+            self.N, self.F, self.D, _ptr(u), self.Q, _ptr(prior_new), self.gamma,
+            self.log_u[step], _ptr(z_new), self.z, self.logp, self.e,
+            self.scale if kept else None,
+            (self.vs_cur if r == 0 else self.vs_out[r - 1]) if kept else None,
+            self.vs_out[r] if kept else None,
+            self.energy_sum if kept else None, None,
+        )  # fmt: skip
+
+
+def nmf_sums_ab(Vs, WH, g, Pm, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P sum_r V_r^-2, mask sum_r V_r^-1) with V_r = WH + g Vs_r; Vs [R, B, T, F]."""
+    R, F = Vs.shape[0], Vs.shape[-1]
+    N = WH.numel() // F
+    A, Bm = torch.empty_like(WH), torch.empty_like(WH)
+    load().reavise_nmf_sums_ab(
+        R, N, F, _ptr(Vs), _ptr(WH), _ptr(g), _ptr(Pm), _ptr(mask), _ptr(A), _ptr(Bm)
+    )
+    return A, Bm
+
+
+def nmf_sums_g(Vs, WH, g, Pm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum_f P sum_r Vs_r V_r^-2, sum_f sum_r Vs_r V_r^-1) per frame [B, T]."""
+    R, F = Vs.shape[0], Vs.shape[-1]
+    N = WH.numel() // F
+    num, den = g.new_empty(g.shape), g.new_empty(g.shape)
+    scratch = WH.new_empty((N, 2 * F))
+    load().reavise_nmf_sums_g(
+        R, N, F, _ptr(Vs), _ptr(WH), _ptr(g), _ptr(Pm), _ptr(num), _ptr(den), _ptr(scratch)
+    )
+    return num, den

@@ -1,0 +1,159 @@
+"""The fused C kernels of reavise.native against float64 references and the torch code."""
+
+import math
+
+import pytest
+import torch
+
+from reavise import native
+from reavise.inference.nmf import init_nmf, m_step
+
+needs_native = pytest.mark.skipif(
+    native.load() is None, reason=f"native kernels unavailable: {native.unavailable_reason()}"
+)
+
+
+def _energy_ref(u, Q):
+    y = torch.exp2(u.double().clamp(-124, 124))
+    return (torch.log1p(y) + Q.double() / (1 + y)).sum(-1)
+
+
+@needs_native
+def test_energy_matches_float64_over_the_whole_range():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 40, 513, generator=g) * 20  # y from 2^-80 to 2^80
+    u[0, 0, :6] = torch.tensor([0.0, 1e-8, -1e-8, 124.0, 300.0, -300.0])
+    Q = torch.rand(3, 40, 513, generator=g) * 5
+    e = native.energy(u, Q)
+    ref = _energy_ref(u, Q)
+    assert e.shape == (3, 40)
+    # float32 summation of 513 terms: relative error ~1e-7, absolute < 1e-3 on values ~1e3-1e4
+    assert torch.allclose(e.double(), ref, rtol=2e-6, atol=1e-3)
+    # known value: u = 0 everywhere gives y = 1: sum_f ln 2 + Q / 2
+    e0 = native.energy(torch.zeros(1, 1, 513), torch.full((1, 1, 513), 0.5))
+    assert float(e0) == pytest.approx(513 * (math.log(2) + 0.25), rel=1e-6)
+
+
+@needs_native
+def test_energy_writes_the_speech_variance_and_propagates_nan():
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, 7, 33, generator=g) * 10
+    scale = torch.rand(2, 7, 33, generator=g) + 0.1
+    vs = torch.empty_like(u)
+    native.energy(u, torch.rand(2, 7, 33, generator=g), scale, vs)
+    ref = torch.exp2(u.double()) * scale.double()
+    assert torch.allclose(vs.double(), ref, rtol=3e-7)
+    u[1, 3, 5] = float("nan")
+    e = native.energy(u, torch.ones_like(u))
+    assert torch.isnan(e[1, 3]) and torch.isfinite(e[0]).all() and torch.isfinite(e[1, :3]).all()
+
+
+@needs_native
+@pytest.mark.parametrize("standard", [True, False])
+def test_mh_stepper_takes_the_metropolis_hastings_decisions(standard):
+    """Accept iff log u < log target(z') - log target(z), with the kernel's own energies."""
+    g = torch.Generator().manual_seed(2)
+    B, T, F, D, n_mh = 2, 25, 33, 4, 6
+    Q = torch.rand(B, T, F, generator=g) * 3
+    scale = torch.rand(B, T, F, generator=g) + 0.5
+    gamma = 1.7
+    z = torch.randn(B, T, D, generator=g)
+    u_state = torch.randn(B, T, F, generator=g)
+    e = native.energy(u_state, Q)
+    logp = (-0.5 * gamma * (z * z).sum(-1) - e).contiguous()
+    log_u = torch.rand(n_mh, B, T, generator=g).log_()
+    vs_cur = torch.rand(B, T, F, generator=g)
+    vs_out = torch.empty(n_mh - 2, B, T, F)
+    e_sum = torch.zeros(B, T)
+    ref = {"z": z.clone(), "logp": logp.clone(), "e": e.clone(), "vs": vs_cur.clone()}
+    mh = native.MHStepper(Q, scale, log_u, z, logp, e, vs_cur, vs_out, e_sum, gamma)
+    ref_sum = torch.zeros(B, T)
+    for step in range(n_mh):
+        r = step - 2
+        z_new = ref["z"] + 0.3 * torch.randn(B, T, D, generator=g)
+        u = u_state + 0.1 * torch.randn(B, T, F, generator=g)
+        prior = -0.5 * gamma * (z_new * z_new).sum(-1)
+        mh(step, r, u, z_new, None if standard else (prior - 0.25).contiguous())
+        if not standard:
+            prior = prior - 0.25
+        e_new = native.energy(u, Q)
+        lp_new = prior - e_new
+        acc = log_u[step] < lp_new - ref["logp"]
+        ref["z"] = torch.where(acc[..., None], z_new, ref["z"])
+        ref["logp"] = torch.where(acc, lp_new, ref["logp"])
+        ref["e"] = torch.where(acc, e_new, ref["e"])
+        u_state = torch.where(acc[..., None], u, u_state)
+        if r >= 0:
+            ref["vs"] = torch.where(acc[..., None], torch.exp2(u) * scale, ref["vs"])
+            ref_sum += ref["e"]
+            assert torch.allclose(vs_out[r], ref["vs"], rtol=1e-6)
+        assert 0 < int(acc.sum()) < B * T  # both outcomes are exercised
+        assert torch.equal(z, ref["z"])
+        assert torch.allclose(logp, ref["logp"], rtol=1e-6, atol=1e-4)
+        assert torch.equal(e, ref["e"])
+    assert torch.allclose(e_sum, ref_sum, rtol=1e-6)
+
+
+@needs_native
+def test_native_m_step_matches_the_torch_m_step():
+    g = torch.Generator().manual_seed(3)
+    P = torch.rand(2, 30, 65, generator=g) ** 3
+    Vs = torch.rand(5, 2, 30, 65, generator=g) + 0.01
+    mask = torch.ones(2, 30)
+    mask[1, 22:] = 0
+    nmf = init_nmf(P, 4, g)
+    fc = torch.rand(2, 30, generator=g)
+    a, cost_a = m_step(nmf, P, Vs, mask, fc, native=True)
+    b, cost_b = m_step(nmf, P, Vs, mask, fc, native=False)
+    for x, y in ((a.W, b.W), (a.H, b.H), (a.g, b.g), (cost_a, cost_b)):
+        assert torch.allclose(x, y, rtol=2e-5)
+    assert torch.equal(a.g[1, 22:], nmf.g[1, 22:])  # padded frames keep their gain
+    assert not torch.allclose(a.W, nmf.W)
+
+
+@needs_native
+def test_native_mcem_follows_the_torch_chain():
+    """Same draws: the native E-step takes the torch code's decisions (up to float rounding)."""
+    from reavise.inference.mcem import MCEM, MCEMConfig
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    prior = build_prior("a-vae", {"x_dim": 65, "z_dim": 4, "hidden": [32]}).eval()
+    g = torch.Generator().manual_seed(1)
+    P = torch.rand(2, 40, 65, generator=g) ** 2
+    nmf = init_nmf(P, 4, g)
+    z0 = torch.randn(2, 40, 4, generator=g)
+    out = {}
+    for nat in (True, False):
+        cfg = MCEMConfig(n_mh=15, burn_in=5, proposal_var=0.05, native=nat)
+        state = {"z": z0.clone()}
+        zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, torch.Generator().manual_seed(7))
+        out[nat] = (zs, Vs, state)
+    (zn, Vn, sn), (zt, Vt, st) = out[True], out[False]
+    same = (zn == zt).all(-1)
+    assert same.double().mean() > 0.97
+    assert (zn[1:] != zn[:-1]).any(-1).double().mean() > 0.1  # the chain moves
+    assert torch.allclose(Vn[same], Vt[same], rtol=1e-4)
+    assert torch.allclose(sn["frame_cost"], st["frame_cost"], rtol=1e-4)
+    assert torch.equal(sn["Vs"], Vn[-1]) and torch.equal(sn["z"], zn[-1])
+
+
+def test_disabled_or_unbuildable_kernels_fall_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("REAVISE_NATIVE", "0")
+    assert native.load() is None and not native.usable(torch.zeros(1))
+    assert "REAVISE_NATIVE" in native.unavailable_reason()
+    monkeypatch.delenv("REAVISE_NATIVE")
+    # a compiler that fails: load() gives None with the reason, the caller keeps its torch code
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setenv("REAVISE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    assert native.load() is None
+    assert native.unavailable_reason()
+    assert not list(tmp_path.rglob("*.so"))  # nothing half-written left behind
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_error", None)
+
+
+def test_non_float32_or_non_cpu_tensors_use_torch():
+    assert not native.usable(torch.zeros(2, dtype=torch.float64))
