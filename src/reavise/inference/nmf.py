@@ -64,7 +64,7 @@ def m_step(
     The sums over samples are accumulated one sample at a time into [B, T, F] buffers: an
     [R, B, T, F] temporary per operation would leave the cache on every pass (measured
     2.7x slower for R=10 on 2 CPU cores). With ``native`` (and CPU float32 tensors) the
-    fused C kernels of ``reavise.native`` compute the same sums in one pass per frame.
+    C kernel of ``reavise.native`` runs the same updates, one pass per frame each.
     """
     m = mask.unsqueeze(-1)  # [B, T, 1]
     Pm = P * m
@@ -84,41 +84,37 @@ def m_step(
                 log_inv.add_(torch.log(inv))
         return A.mul_(Pm), Bm.mul_(m), log_inv
 
-    fast = native and native_kernels.usable(P, Vs) and Vs.is_contiguous()
-    gc = g.contiguous()
-
-    def sums_ab(W, H):
-        if fast:
-            return native_kernels.nmf_sums_ab(Vs, (H @ W).contiguous(), gc, Pm.contiguous(), m.contiguous())
-        A, Bm, _ = sums(W, H, g)
-        return A, Bm
-
     if frame_cost is None:
         A, Bm, log_inv = sums(W, H, g, with_log=True)
         # cost = mean_r sum_f log V + P / V, with log V = -log(1/V)
         frame_cost = (Bm * P - log_inv * m).sum(-1) / R
     else:
-        A, Bm = sums_ab(W, H)
+        A = Bm = None
     cost = (frame_cost * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+    if native and native_kernels.usable(P, Vs, W, H, g, mask):
+        # the same three updates in one pass per frame each (reavise.native)
+        W, H, g = native_kernels.nmf_step(
+            W.contiguous(), H.contiguous(), g.contiguous(), Vs.contiguous(), Pm.contiguous(),
+            mask.contiguous(),
+        )  # fmt: skip
+        return NMFState(W, H, g), cost
+    if A is None:
+        A, Bm, _ = sums(W, H, g)
     Ht = H.transpose(1, 2)
     W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
-    A, Bm = sums_ab(W, H)
+    A, Bm, _ = sums(W, H, g)
     Wt = W.transpose(1, 2)
     H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
     WH = H @ W
-    if fast:
-        num, den = native_kernels.nmf_sums_g(Vs, WH.contiguous(), gc, Pm.contiguous())
-        den = den * mask
-    else:
-        # sum_r sigma2_r V_r^-2 and sum_r sigma2_r V_r^-1 accumulated per bin, reduced once
-        NV, DV = torch.zeros_like(P), torch.zeros_like(P)
-        for r in range(R):
-            inv = torch.addcmul(WH, g[..., None], Vs[r]).reciprocal_()
-            v_inv = Vs[r] * inv
-            DV.add_(v_inv)
-            NV.addcmul_(v_inv, inv)
-        num = torch.linalg.vecdot(NV, Pm)
-        den = DV.sum(-1) * mask
+    # sum_r sigma2_r V_r^-2 and sum_r sigma2_r V_r^-1 accumulated per bin, reduced once
+    NV, DV = torch.zeros_like(P), torch.zeros_like(P)
+    for r in range(R):
+        inv = torch.addcmul(WH, g[..., None], Vs[r]).reciprocal_()
+        v_inv = Vs[r] * inv
+        DV.add_(v_inv)
+        NV.addcmul_(v_inv, inv)
+    num = torch.linalg.vecdot(NV, Pm)
+    den = DV.sum(-1) * mask
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
     return NMFState(W, H, g), cost

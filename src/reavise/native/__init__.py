@@ -44,8 +44,7 @@ _p = ctypes.c_void_p
 _SIGNATURES = {
     "reavise_energy": [_i, _i, _p, _p, _p, _p, _p],
     "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
-    "reavise_nmf_sums_ab": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
-    "reavise_nmf_sums_g": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
+    "reavise_nmf_step": [_i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
 }
 
 
@@ -109,7 +108,8 @@ def load() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(_build(cc)))
             for name, args in _SIGNATURES.items():
                 fn = getattr(lib, name)
-                fn.argtypes, fn.restype = args, None
+                fn.argtypes = args
+                fn.restype = ctypes.c_int if name == "reavise_nmf_step" else None
             _lib = lib
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             _error = str(exc)
@@ -185,24 +185,20 @@ class MHStepper:
         )  # fmt: skip
 
 
-def nmf_sums_ab(Vs, WH, g, Pm, mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P sum_r V_r^-2, mask sum_r V_r^-1) with V_r = WH + g Vs_r; Vs [R, B, T, F]."""
-    R, F = Vs.shape[0], Vs.shape[-1]
-    N = WH.numel() // F
-    A, Bm = torch.empty_like(WH), torch.empty_like(WH)
-    load().reavise_nmf_sums_ab(
-        R, N, F, _ptr(Vs), _ptr(WH), _ptr(g), _ptr(Pm), _ptr(mask), _ptr(A), _ptr(Bm)
-    )
-    return A, Bm
+def nmf_step(W, H, g, Vs, Pm, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One NMF M-step (W, then H, then g; see ``reavise.inference.nmf.m_step``) in C.
 
-
-def nmf_sums_g(Vs, WH, g, Pm) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum_f P sum_r Vs_r V_r^-2, sum_f sum_r Vs_r V_r^-1) per frame [B, T]."""
-    R, F = Vs.shape[0], Vs.shape[-1]
-    N = WH.numel() // F
-    num, den = g.new_empty(g.shape), g.new_empty(g.shape)
-    scratch = WH.new_empty((N, 2 * F))
-    load().reavise_nmf_sums_g(
-        R, N, F, _ptr(Vs), _ptr(WH), _ptr(g), _ptr(Pm), _ptr(num), _ptr(den), _ptr(scratch)
-    )
-    return num, den
+    W [B, K, F], H [B, T, K], g [B, T], speech variances Vs [R, B, T, F], masked power
+    Pm [B, T, F], mask [B, T]; returns new (W, H, g), the inputs untouched."""
+    W, H, g = W.clone(), H.clone(), g.clone()
+    R, B, T, F = Vs.shape
+    K = W.shape[1]
+    lib, item = load(), Vs.element_size()
+    for b in range(B):
+        rc = lib.reavise_nmf_step(
+            R, T, F, K, _ptr(Vs) + b * T * F * item, B * T * F, _ptr(Pm[b]), _ptr(mask[b]),
+            _ptr(W[b]), _ptr(H[b]), _ptr(g[b]),
+        )  # fmt: skip
+        if rc != 0:
+            raise MemoryError("reavise_nmf_step: out of memory")
+    return W, H, g

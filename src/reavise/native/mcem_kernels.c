@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <omp.h>
+#include <stdlib.h>
 
 #define LN2 0.69314718055994531f
 #define UCLAMP 124.0f
@@ -221,70 +223,190 @@ void reavise_mh_step(int N, int F, int D, const float *u, const float *Q,
     }
 }
 
-/* M-step sums for the W and H updates (nmf.m_step), R samples of speech variance vs
- * [R, N, F]: with V_r = wh + g_t vs_r,
- *   A = p sum_r V_r^-2,  Bm = sum_r V_r^-1   (p already masked; rows with mask 0 get 0). */
-void reavise_nmf_sums_ab(int R, int N, int F, const float *vs, const float *wh,
-                         const float *g, const float *p, const float *mask, float *A,
-                         float *Bm)
+/* ---- the whole NMF M-step of one utterance (nmf.m_step), Leglaive et al. 2018 eq. 15-17 ----
+ * T frames, F bins, rank K, R samples vs (sample r of this utterance at vs + r sstride,
+ * each [T, F]); p [T, F] is the masked power, mask [T].
+ * Updates W [K, F], then H [T, K] (with the new W), then g [T] (with the new W H), in place.
+ * Each phase is one pass per frame: the frame's row of W H is rebuilt from H and W (K axpys)
+ * and the sums over samples stay in L1 instead of [T, F] buffers. Returns 0, or -1 when
+ * out of memory (nothing updated). */
+#define NMF_EPS 1e-10f
+
+static inline void wh_row(int K, int F, const float *restrict h, const float *restrict W,
+                          float *restrict out)
 {
-    const size_t stride = (size_t)N * F;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t) {
-        const size_t o = (size_t)t * F;
-        float *a = A + o, *b = Bm + o;
-        const float *w = wh + o, gt = g[t], m = mask[t];
-        for (int f = 0; f < F; ++f) a[f] = b[f] = 0.0f;
-        for (int r = 0; r < R; ++r) {
-            const float *v = vs + r * stride + o;
+    for (int f = 0; f < F; ++f) out[f] = 0.0f;
+    for (int k = 0; k < K; ++k) {
+        const float hk = h[k];
+        const float *restrict w = W + (size_t)k * F;
 #pragma omp simd
-            for (int f = 0; f < F; ++f) {
-                float inv = 1.0f / (w[f] + gt * v[f]);
-                a[f] += inv * inv;
-                b[f] += inv;
-            }
-        }
-        const float *pp = p + o;
-#pragma omp simd
-        for (int f = 0; f < F; ++f) {
-            a[f] *= pp[f];
-            b[f] *= m;
-        }
+        for (int f = 0; f < F; ++f) out[f] += hk * w[f];
     }
 }
 
-/* M-step sums for the gain update: num_t = sum_f p sum_r vs_r V_r^-2,
- * den_t = sum_f sum_r vs_r V_r^-1 (one pass over the samples, per-bin accumulation in
- * the order of the torch path). scratch: [nthreads-independent] 2 F floats per frame. */
-void reavise_nmf_sums_g(int R, int N, int F, const float *vs, const float *wh,
-                        const float *g, const float *p, float *num, float *den,
-                        float *scratch)
+/* a = p sum_r V_r^-2, b = m sum_r V_r^-1 for one frame, V_r = wh + g vs_r */
+static inline void ab_row(int R, int F, size_t stride, const float *restrict vs,
+                          const float *restrict wh, float gt, const float *restrict p, float m,
+                          float *restrict a, float *restrict b)
 {
-    const size_t stride = (size_t)N * F;
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < N; ++t) {
-        const size_t o = (size_t)t * F;
-        float *nv = scratch + 2 * o, *dv = nv + F;
-        const float *w = wh + o, gt = g[t];
-        for (int f = 0; f < F; ++f) nv[f] = dv[f] = 0.0f;
+#ifdef __AVX512F__
+    const __m512 g16 = _mm512_set1_ps(gt), m16 = _mm512_set1_ps(m);
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail_mask(F - f);
+        const __m512 w = _mm512_maskz_loadu_ps(k, wh + f);
+        __m512 sa = _mm512_setzero_ps(), sb = _mm512_setzero_ps();
         for (int r = 0; r < R; ++r) {
-            const float *v = vs + r * stride + o;
+            const __m512 v = _mm512_maskz_loadu_ps(k, vs + r * stride + f);
+            const __m512 inv = recip16(_mm512_fmadd_ps(g16, v, w));
+            sa = _mm512_fmadd_ps(inv, inv, sa);
+            sb = _mm512_add_ps(sb, inv);
+        }
+        _mm512_mask_storeu_ps(a + f, k, _mm512_mul_ps(sa, _mm512_maskz_loadu_ps(k, p + f)));
+        _mm512_mask_storeu_ps(b + f, k, _mm512_mul_ps(sb, m16));
+    }
+#else
+    for (int f = 0; f < F; ++f) a[f] = b[f] = 0.0f;
+    for (int r = 0; r < R; ++r) {
+        const float *restrict v = vs + r * stride;
 #pragma omp simd
-            for (int f = 0; f < F; ++f) {
-                float inv = 1.0f / (w[f] + gt * v[f]);
-                float vi = v[f] * inv;
-                dv[f] += vi;
-                nv[f] += vi * inv;
+        for (int f = 0; f < F; ++f) {
+            float inv = 1.0f / (wh[f] + gt * v[f]);
+            a[f] += inv * inv;
+            b[f] += inv;
+        }
+    }
+#pragma omp simd
+    for (int f = 0; f < F; ++f) {
+        a[f] *= p[f];
+        b[f] *= m;
+    }
+#endif
+}
+
+/* (sum_f p sum_r vs_r V_r^-2, sum_f sum_r vs_r V_r^-1) for one frame: the gain update's sums */
+static inline void g_sums(int R, int F, size_t stride, const float *restrict vs,
+                          const float *restrict wh, float gt, const float *restrict p,
+                          float *restrict nv, float *restrict dv, float *num, float *den)
+{
+#ifdef __AVX512F__
+    (void)nv;
+    (void)dv;
+    const __m512 g16 = _mm512_set1_ps(gt);
+    __m512 tn = _mm512_setzero_ps(), td = _mm512_setzero_ps();
+    for (int f = 0; f < F; f += 16) {
+        const __mmask16 k = tail_mask(F - f);
+        const __m512 w = _mm512_maskz_loadu_ps(k, wh + f);
+        __m512 sn = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
+        for (int r = 0; r < R; ++r) {
+            const __m512 v = _mm512_maskz_loadu_ps(k, vs + r * stride + f);
+            const __m512 inv = recip16(_mm512_fmadd_ps(g16, v, w));
+            const __m512 vi = _mm512_mul_ps(v, inv);
+            sd = _mm512_add_ps(sd, vi);
+            sn = _mm512_fmadd_ps(vi, inv, sn);
+        }
+        /* masked: the tail lanes hold 1/0 = inf */
+        tn = _mm512_mask3_fmadd_ps(sn, _mm512_maskz_loadu_ps(k, p + f), tn, k);
+        td = _mm512_mask_add_ps(td, k, td, sd);
+    }
+    *num = _mm512_reduce_add_ps(tn);
+    *den = _mm512_reduce_add_ps(td);
+#else
+    for (int f = 0; f < F; ++f) nv[f] = dv[f] = 0.0f;
+    for (int r = 0; r < R; ++r) {
+        const float *restrict v = vs + r * stride;
+#pragma omp simd
+        for (int f = 0; f < F; ++f) {
+            float inv = 1.0f / (wh[f] + gt * v[f]);
+            float vi = v[f] * inv;
+            dv[f] += vi;
+            nv[f] += vi * inv;
+        }
+    }
+    float sn = 0.0f, sd = 0.0f;
+#pragma omp simd reduction(+ : sn, sd)
+    for (int f = 0; f < F; ++f) {
+        sn += nv[f] * p[f];
+        sd += dv[f];
+    }
+    *num = sn;
+    *den = sd;
+#endif
+}
+
+static inline float mm_factor(float num, float den)
+{
+    float x = sqrtf(num / (den > NMF_EPS ? den : NMF_EPS));
+    return x > NMF_EPS ? x : NMF_EPS;
+}
+
+int reavise_nmf_step(int R, int T, int F, int K, const float *vs, long sstride,
+                     const float *p, const float *mask, float *W, float *H, float *g)
+{
+    const size_t stride = (size_t)sstride, KF = (size_t)K * F;
+    const int nthreads = omp_get_max_threads();
+    /* per thread: partial H^T A and H^T B (K F each), and three rows of F */
+    const size_t per = 2 * KF + 3 * (size_t)F;
+    float *scratch = calloc((size_t)nthreads * per, sizeof(float));
+    if (!scratch) return -1;
+    float *num = scratch;  /* thread id's partial sums at num + id * per, den right after */
+
+    /* W <- W sqrt((H^T A) / (H^T B)) */
+#pragma omp parallel
+    {
+        const int id = omp_get_thread_num();
+        float *restrict nu = scratch + (size_t)id * per, *restrict de = nu + KF;
+        float *wh = de + KF, *a = wh + F, *b = a + F;
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; ++t) {
+            const float *h = H + (size_t)t * K;
+            wh_row(K, F, h, W, wh);
+            ab_row(R, F, stride, vs + (size_t)t * F, wh, g[t], p + (size_t)t * F, mask[t], a, b);
+            for (int k = 0; k < K; ++k) {
+                const float hk = h[k];
+                float *restrict nk = nu + (size_t)k * F, *restrict dk = de + (size_t)k * F;
+#pragma omp simd
+                for (int f = 0; f < F; ++f) {
+                    nk[f] += hk * a[f];
+                    dk[f] += hk * b[f];
+                }
             }
         }
-        const float *pp = p + o;
-        float sn = 0.0f, sd = 0.0f;
-#pragma omp simd reduction(+ : sn, sd)
-        for (int f = 0; f < F; ++f) {
-            sn += nv[f] * pp[f];
-            sd += dv[f];
-        }
-        num[t] = sn;
-        den[t] = sd;
     }
+    float *den = num + KF;
+    for (int id = 1; id < nthreads; ++id)
+        for (size_t i = 0; i < KF; ++i) {
+            num[i] += scratch[(size_t)id * per + i];
+            den[i] += scratch[(size_t)id * per + KF + i];
+        }
+    for (size_t i = 0; i < KF; ++i) W[i] *= mm_factor(num[i], den[i]);
+
+    /* H <- H sqrt((A W^T) / (B W^T)) with the new W, then g with the new W H */
+#pragma omp parallel
+    {
+        float *wh = scratch + (size_t)omp_get_thread_num() * per + 2 * KF, *a = wh + F, *b = a + F;
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; ++t) {
+            float *h = H + (size_t)t * K;
+            const float *pt = p + (size_t)t * F, *vt = vs + (size_t)t * F;
+            wh_row(K, F, h, W, wh);
+            ab_row(R, F, stride, vt, wh, g[t], pt, mask[t], a, b);
+            for (int k = 0; k < K; ++k) {
+                const float *restrict w = W + (size_t)k * F;
+                float sn = 0.0f, sd = 0.0f;
+#pragma omp simd reduction(+ : sn, sd)
+                for (int f = 0; f < F; ++f) {
+                    sn += a[f] * w[f];
+                    sd += b[f] * w[f];
+                }
+                h[k] *= mm_factor(sn, sd);
+            }
+            /* g_t <- g_t sqrt(sum_f p sum_r vs V^-2 / sum_f sum_r vs V^-1) (1 for padding) */
+            wh_row(K, F, h, W, wh);
+            float sn, sd;
+            g_sums(R, F, stride, vt, wh, g[t], pt, a, b, &sn, &sd);
+            if (mask[t] > 0.0f) g[t] *= mm_factor(sn, sd * mask[t]);
+        }
+    }
+    free(scratch);
+    return 0;
 }
