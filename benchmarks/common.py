@@ -44,10 +44,15 @@ def timed(fn, repeat: int = 3, warmup: int = 1) -> tuple[float, list[float], obj
 
 
 def machine() -> dict:
+    from fair_blas import numpy_blas
+    from reavise import native
+
     return {
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "processor": platform.processor() or platform.machine(),
+        "numpy_blas": numpy_blas(),
+        "native_kernels": "on" if native.load() is not None else f"off ({native.unavailable_reason()})",
     }

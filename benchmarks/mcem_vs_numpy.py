@@ -8,16 +8,17 @@ by benchmarks/run.py.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent))
+import fair_blas  # noqa: E402, F401, I001  (first: may re-execute without OpenBLAS overrides)
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from common import SHARED, published_prior  # noqa: E402
 from numpy_mcem import numpy_mcem  # noqa: E402
 from reavise.audio import istft, load_audio, stft  # noqa: E402
@@ -38,8 +39,8 @@ def run_numpy(prior, noisy: np.ndarray, iters: int, seed: int = 0) -> np.ndarray
     return istft(torch.from_numpy(S.T), length=len(noisy)).numpy() / scale
 
 
-def run_torch(prior, noisy: np.ndarray, iters: int, seed: int = 0) -> np.ndarray:
-    algo = build_algorithm("mcem", max_iter=iters)
+def run_torch(prior, noisy: np.ndarray, iters: int, seed: int = 0, **settings) -> np.ndarray:
+    algo = build_algorithm("mcem", max_iter=iters, **settings)
     return enhance_waveforms(prior, algo, [noisy], seed=seed)[0].speech
 
 

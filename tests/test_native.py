@@ -125,7 +125,7 @@ def test_native_mcem_follows_the_torch_chain():
     z0 = torch.randn(2, 40, 4, generator=g)
     out = {}
     for nat in (True, False):
-        cfg = MCEMConfig(n_mh=15, burn_in=5, proposal_var=0.05, native=nat)
+        cfg = MCEMConfig(n_mh=15, burn_in=5, proposal_var=0.05, native=nat, int8_decoder=False)
         state = {"z": z0.clone()}
         zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, torch.Generator().manual_seed(7))
         out[nat] = (zs, Vs, state)
@@ -157,3 +157,85 @@ def test_disabled_or_unbuildable_kernels_fall_back(monkeypatch, tmp_path):
 
 def test_non_float32_or_non_cpu_tensors_use_torch():
     assert not native.usable(torch.zeros(2, dtype=torch.float64))
+
+
+def _tiny_avae(hidden=32, x_dim=65):
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    return build_prior("a-vae", {"x_dim": x_dim, "z_dim": 4, "hidden": [hidden]}).eval()
+
+
+@needs_native
+def test_int8_decoder_products_are_exact_and_the_log_variance_close():
+    prior = _tiny_avae()
+    (W1, b1), (W2, b2) = prior.tanh_mlp_decoder()
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(2, 30, 4, generator=g) * 1.5
+    eps = torch.randn(2, 30, 4, generator=g)
+    dec = native.Int8Decoder(W1, b1, W2, b2, n_frames=60)
+    z_new = torch.empty_like(z)
+    dec.products(z, eps, z_new)
+    assert torch.equal(z_new, z + eps)
+    # the limbs reconstruct the 14-bit hidden activation, and the int32 sums are exact
+    hi, lo = dec.a2[:, :32].long(), dec.a2[:, 32:].long()
+    assert torch.equal(dec.a1.long(), hi) and hi.abs().max() <= 127 and lo.abs().max() <= 64
+    t = torch.tanh((z + eps).reshape(60, 4) @ W1.detach().t() + b1.detach())
+    assert torch.allclose((128 * hi + lo).double() / native.QS, t.double(), atol=1e-4)
+    assert torch.equal(dec.P1.long(), hi @ dec.B1.long())
+    assert torch.equal(dec.P2.long(), dec.a2.long() @ dec.B2.long())
+    # log2 sigma2 (+ an offset) against the float32 decoder: ~1e-4 where float32 gives ~1e-6
+    offset = torch.randn(2, 30, 65, generator=g)
+    u = dec.dequant((offset + dec.bias_log2).contiguous())
+    with torch.no_grad():
+        ref = offset.double() + prior.decode(z + eps).double() / math.log(2)
+    err = (u.double() - ref).abs()
+    assert err.max() < 2e-3 and err.square().mean().sqrt() < 3e-4
+
+
+@needs_native
+def test_int8_mh_step_equals_the_step_on_its_dequantised_variance():
+    prior = _tiny_avae()
+    (W1, b1), (W2, b2) = prior.tanh_mlp_decoder()
+    g = torch.Generator().manual_seed(5)
+    B, T, F, D, n_mh = 1, 40, 65, 4, 5
+    dec = native.Int8Decoder(W1, b1, W2, b2, n_frames=B * T)
+    Q = torch.rand(B, T, F, generator=g)
+    scale = torch.rand(B, T, F, generator=g) + 0.5
+    base = (torch.randn(B, T, F, generator=g) + dec.bias_log2).contiguous()
+    log_u = torch.rand(n_mh, B, T, generator=g).log_()
+    z0 = torch.randn(B, T, D, generator=g)
+    dec.products(z0)
+    e0 = native.energy(dec.dequant(base), Q)
+    runs = []
+    for mode in ("int8", "u"):
+        z, e = z0.clone(), e0.clone()
+        logp = (-0.5 * (z * z).sum(-1) - e).contiguous()
+        vs_cur = torch.rand(B, T, F, generator=torch.Generator().manual_seed(0))
+        vs_out, e_sum = torch.empty(3, B, T, F), torch.zeros(B, T)
+        mh = native.MHStepper(Q, scale, log_u, z, logp, e, vs_cur, vs_out, e_sum, 1.0)
+        steps = torch.Generator().manual_seed(9)
+        for step in range(n_mh):
+            eps = 0.2 * torch.randn(B, T, D, generator=steps)
+            z_new = torch.empty_like(z)
+            dec.products(z, eps, z_new)
+            if mode == "int8":
+                mh.step_int8(step, step - 2, dec, base, z_new)
+            else:
+                mh(step, step - 2, dec.dequant(base), z_new)
+        runs.append((z, logp, e, vs_out, e_sum))
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(runs[0][0], z0)  # the chain moved
+
+
+@needs_native
+def test_mcem_uses_the_int8_decoder_only_where_it_applies():
+    from reavise.inference.mcem import MCEM
+
+    state = {}
+    z = torch.zeros(1, 10, 4)
+    assert MCEM._int8_decoder(_tiny_avae(), None, z, state) is not None
+    assert state["int8_decoder"].P1.shape == (10, 72)  # 65 bins padded to a multiple of 8
+    assert MCEM._int8_decoder(_tiny_avae(), object(), z, {}) is None  # video context
+    assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, {}) is None  # 36 % 8 != 0

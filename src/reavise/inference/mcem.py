@@ -30,6 +30,10 @@ class MCEMConfig(EMConfig):
     #: posterior). gamma > 1 sharpens p(z|v) by 1/gamma in variance: a heuristic knob that trusts
     #: the prior (e.g. the lips) more than the noisy likelihood.
     prior_weight: float = 1.0
+    #: with the native kernels and a tanh-MLP decoder of one hidden layer (the A-VAE), run the
+    #: decoder's output layer as exact int8 products of 14-bit fixed-point operands
+    #: (``reavise.native.Int8Decoder``): ~2.5x faster MH steps, log-variance error ~1e-4
+    int8_decoder: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -148,8 +152,17 @@ class MCEM(EMAlgorithm):
             score_prior = prior.prior_scorer(ctx, z)
             standard = prior.standard_prior  # then the kernel scores -gamma |z|^2 / 2 itself
 
-            def u_of(z: torch.Tensor) -> torch.Tensor:
-                return log2_y(z).contiguous()
+            dec = self._int8_decoder(prior, ctx, z, state) if cfg.int8_decoder else None
+            if dec is not None:
+                base = (log2_c + dec.bias_log2).contiguous()
+
+                def u_of(z: torch.Tensor) -> torch.Tensor:
+                    dec.products(z)
+                    return dec.dequant(base)
+            else:
+
+                def u_of(z: torch.Tensor) -> torch.Tensor:
+                    return log2_y(z).contiguous()
 
             def prior_of(z: torch.Tensor) -> torch.Tensor | None:
                 return None if standard else score_prior(z).mul_(gamma).contiguous()
@@ -159,6 +172,7 @@ class MCEM(EMAlgorithm):
             log_u = torch.rand(
                 (cfg.n_mh, *z.shape[:-1]), generator=gen, device=z.device, dtype=z.dtype
             ).log_()
+            z = z.contiguous()
             Vs = state.get("Vs")
             u = u_of(z) if Vs is None else torch.log2(Vs).add_(log2_c)
             vs_cur = torch.empty_like(Q)
@@ -175,11 +189,32 @@ class MCEM(EMAlgorithm):
                 if r == 0 and step > 0:
                     # the current state's sigma2 (tracked only for kept samples, as in e_step)
                     native_kernels.energy(u_of(z), Q, scale, vs_cur)
-                torch.add(z, eps[step], out=z_new)
-                mh(step, r, u_of(z_new), z_new, prior_of(z_new))
+                if dec is not None:  # the hidden layer adds eps and writes z_new
+                    dec.products(z, eps[step], z_new)
+                    mh.step_int8(step, r, dec, base, z_new, prior_of(z_new))
+                else:
+                    torch.add(z, eps[step], out=z_new)
+                    mh(step, r, u_of(z_new), z_new, prior_of(z_new))
                 if r >= 0:
                     zs[r].copy_(z)
             state["frame_cost"] = log2_wh.sum(-1).mul_(math.log(2.0)).add_(e_sum.div_(R))
         state["z"] = z
         state["Vs"] = Vs_out[-1]
         return zs, Vs_out
+
+    @staticmethod
+    def _int8_decoder(prior, ctx, z, state) -> native_kernels.Int8Decoder | None:
+        """The A-VAE's decoder quantised once per run (kept in ``state``), or None when the
+        prior's decoder is not a video-free tanh MLP with one hidden layer."""
+        layers = prior.tanh_mlp_decoder() if ctx is None else None
+        # _int_mm takes inner sizes (hidden, 2 x hidden) in multiples of 8
+        if layers is None or len(layers) != 2 or layers[0][0].shape[0] % 8:
+            return None
+        if not native_kernels.int8_gemm_available():
+            return None
+        dec = state.get("int8_decoder")
+        N = z.numel() // z.shape[-1]
+        if dec is None or dec.P1.shape[0] != N:
+            (W1, b1), (W2, b2) = layers
+            dec = state["int8_decoder"] = native_kernels.Int8Decoder(W1, b1, W2, b2, N)
+        return dec

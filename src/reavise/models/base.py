@@ -64,6 +64,11 @@ class SpeechPrior(nn.Module):
         """
         return lambda z: torch.add(offset, self.decode(z, ctx), alpha=LOG2_E)
 
+    def tanh_mlp_decoder(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """The decoder's layers [(weight, bias), ...] when log sigma2(z) is a plain MLP on z
+        with tanh between layers (the A-VAE), for specialised samplers; None otherwise."""
+        return None
+
     def prior_scorer(self, ctx: Any, like: torch.Tensor):
         """``f(z) = log p(z|v)`` up to an additive constant, with p(z|v) computed once.
 

@@ -44,6 +44,12 @@ class AVAE(SpeechPrior):
     def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
         return self.dec_logvar(self.dec(z))
 
+    def tanh_mlp_decoder(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        if self.config.activation != "tanh":
+            return None
+        lins = [m for m in self.dec if isinstance(m, nn.Linear)] + [self.dec_logvar]
+        return [(lin.weight, lin.bias) for lin in lins]
+
     def log2_variance_fn(self, ctx: Any, offset: torch.Tensor):
         """The decoder with the algebra folded into its weights, for MCEM's inner loop.
 

@@ -45,6 +45,10 @@ _SIGNATURES = {
     "reavise_energy": [_i, _i, _p, _p, _p, _p, _p],
     "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
     "reavise_nmf_step": [_i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
+    "reavise_hidden_q": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
+    "reavise_dequant": [_i, _i, _i, _p, _p, _p, _p, _p],
+    "reavise_mh_step_q": [_i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p,
+                          _p, _p, _p],
 }
 
 
@@ -151,6 +155,86 @@ def energy(u: torch.Tensor, Q: torch.Tensor, scale: torch.Tensor | None = None,
     return e
 
 
+QS = 127 * 128  # fixed-point steps of the int8-limb operands (mcem_kernels.c)
+LOG2_E = 1.4426950408889634
+
+
+_int8_ok: bool | None = None
+
+
+def int8_gemm_available() -> bool:
+    """True when this torch runs int8 x int8 -> int32 products on the CPU (``torch._int_mm``)."""
+    global _int8_ok
+    if _int8_ok is None:
+        try:
+            a = torch.ones(17, 8, dtype=torch.int8)
+            _int8_ok = bool(torch._int_mm(a, a.t().contiguous()[:, :8].contiguous())[0, 0] == 8)
+        except (RuntimeError, AttributeError):
+            _int8_ok = False
+    return _int8_ok
+
+
+class Int8Decoder:
+    """A tanh MLP decoder with one hidden layer, z [N, D] -> log2 sigma2 [N, F], for MCEM.
+
+    The hidden layer runs in float32 (in C); the output layer, which is nearly all of the
+    decoder's work, runs as two exact int8 GEMMs (``torch._int_mm``) on 14-bit fixed-point
+    operands split in two int8 limbs, about 7x cheaper than the float32 product on a CPU with
+    VNNI. The log-variance error is ~1e-4 (see ``mcem_kernels.c``; measured by the tests and
+    ``make bench``), well below what the MH ratio resolves; ``MCEMConfig.int8_decoder=False``
+    keeps float32. ``W1`` [H, D], ``W2`` [F, H] in ``nn.Linear`` layout.
+    """
+
+    def __init__(self, W1, b1, W2, b2, n_frames: int):
+        H, D = W1.shape
+        F = W2.shape[0]
+        self.D, self.H, self.F, self.Fp = D, H, F, -(-F // 8) * 8  # _int_mm wants N % 8 == 0
+        self.W1t = W1.detach().float().t().contiguous()
+        self.b1 = b1.detach().float().contiguous()
+        W2 = W2.detach().double()
+        sw = QS / W2.abs().amax(1).clamp_min(1e-30)  # per output column: max |W| -> QS
+        Wq = torch.round(W2 * sw[:, None])
+        whi = torch.round(Wq / 128)
+        wlo = Wq - 128 * whi
+        self.B1 = torch.zeros(H, self.Fp, dtype=torch.int8)
+        self.B1[:, :F] = whi.t().to(torch.int8)
+        self.B2 = torch.zeros(2 * H, self.Fp, dtype=torch.int8)
+        self.B2[:H, :F] = wlo.t().to(torch.int8)
+        self.B2[H:, :F] = whi.t().to(torch.int8)
+        # u = (128 P1 + P2) * 2^7 / (QS sw) in log2 units (2^14 hi.W_hi + 2^7 (...)) = 2^7 (...)
+        self.cs = (128.0 / (QS * sw) * LOG2_E).float().contiguous()
+        self.cs_ptr = self.cs.data_ptr()
+        self.bias_log2 = (b2.detach().double() * LOG2_E).float()
+        N = n_frames
+        self.a1 = torch.empty(N, H, dtype=torch.int8)
+        self.a2 = torch.empty(N, 2 * H, dtype=torch.int8)
+        self.P1 = torch.empty(N, self.Fp, dtype=torch.int32)
+        self.P2 = torch.empty(N, self.Fp, dtype=torch.int32)
+        self.lib = load()
+
+    def products(self, z: torch.Tensor, eps: torch.Tensor | None = None,
+                 z_new: torch.Tensor | None = None) -> None:  # fmt: skip
+        """The int32 products for z (+ eps, then written to z_new) into ``P1``, ``P2``."""
+        N = z.numel() // self.D
+        self.lib.reavise_hidden_q(
+            N, self.D, self.H, _ptr(z), _ptr(eps), self.W1t.data_ptr(), self.b1.data_ptr(),
+            _ptr(z_new), self.a1.data_ptr(), self.a2.data_ptr(),
+        )  # fmt: skip
+        torch._int_mm(self.a1, self.B1, out=self.P1)
+        torch._int_mm(self.a2, self.B2, out=self.P2)
+
+    def dequant(self, base: torch.Tensor) -> torch.Tensor:
+        """u = log2 sigma2 + offset [..., T, F] from the held products; ``base`` = offset +
+        ``bias_log2`` [..., T, F]."""
+        u = torch.empty_like(base)
+        N = base.numel() // self.F
+        self.lib.reavise_dequant(
+            N, self.F, self.Fp, self.P1.data_ptr(), self.P2.data_ptr(), self.cs_ptr, _ptr(base),
+            _ptr(u),
+        )  # fmt: skip
+        return u
+
+
 class MHStepper:
     """One E-step's MH steps (``reavise_mh_step`` in mcem_kernels.c) with its buffers bound once.
 
@@ -170,18 +254,33 @@ class MHStepper:
         self.log_u = [_ptr(x) for x in log_u]
         self.vs_out = [_ptr(x) for x in vs_out]
 
+    def _kept_args(self, r: int) -> tuple:
+        kept = r >= 0
+        return (
+            self.scale if kept else None,
+            (self.vs_cur if r == 0 else self.vs_out[r - 1]) if kept else None,
+            self.vs_out[r] if kept else None,
+            self.energy_sum if kept else None,
+            None,
+        )
+
+    def step_int8(self, step: int, r: int, dec: Int8Decoder, base: torch.Tensor,
+                  z_new: torch.Tensor, prior_new: torch.Tensor | None = None) -> None:  # fmt: skip
+        """As ``__call__``, with u = ``dec.dequant`` of the products ``dec`` holds for z_new
+        (``dec.products(z, eps, z_new)``), made row by row inside the kernel."""
+        self.lib.reavise_mh_step_q(
+            self.N, self.F, dec.Fp, self.D, dec.P1.data_ptr(), dec.P2.data_ptr(), dec.cs_ptr,
+            _ptr(base), self.Q, _ptr(prior_new), self.gamma, self.log_u[step], _ptr(z_new),
+            self.z, self.logp, self.e, *self._kept_args(r),
+        )  # fmt: skip
+
     def __call__(self, step: int, r: int, u: torch.Tensor, z_new: torch.Tensor,
                  prior_new: torch.Tensor | None = None) -> None:  # fmt: skip
         """MH step ``step`` (kept sample ``r`` when r >= 0) for proposals z_new with log2 y ``u``;
         ``prior_new`` is log p(z_new|v) times the prior weight, None for the standard normal."""
-        kept = r >= 0
         self.lib.reavise_mh_step(
             self.N, self.F, self.D, _ptr(u), self.Q, _ptr(prior_new), self.gamma,
-            self.log_u[step], _ptr(z_new), self.z, self.logp, self.e,
-            self.scale if kept else None,
-            (self.vs_cur if r == 0 else self.vs_out[r - 1]) if kept else None,
-            self.vs_out[r] if kept else None,
-            self.energy_sum if kept else None, None,
+            self.log_u[step], _ptr(z_new), self.z, self.logp, self.e, *self._kept_args(r),
         )  # fmt: skip
 
 

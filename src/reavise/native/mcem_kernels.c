@@ -177,6 +177,41 @@ void reavise_energy(int N, int F, const float *u, const float *Q, const float *s
     }
 }
 
+/* The MH step of frame t (see reavise_mh_step), given its proposal's log2 y row u. */
+static inline void mh_row(int t, int F, int D, const float *restrict u, const float *Q,
+                          const float *prior_new, float gamma, const float *log_u,
+                          const float *z_new, float *z, float *logp, float *energy,
+                          const float *scale, const float *vs_prev, float *vs_out,
+                          float *energy_sum, uint8_t *accepted)
+{
+    const size_t o = (size_t)t * F;
+    const float *zn = z_new + (size_t)t * D;
+    float e_new = row_energy(u, Q + o, F);
+    float lp_prior;
+    if (prior_new) {
+        lp_prior = prior_new[t];
+    } else {
+        float s = 0.0f;
+        for (int d = 0; d < D; ++d) s += zn[d] * zn[d];
+        lp_prior = -0.5f * gamma * s;
+    }
+    float lp_new = lp_prior - e_new;
+    int acc = log_u[t] < lp_new - logp[t];
+    if (acc) {
+        logp[t] = lp_new;
+        energy[t] = e_new;
+        memcpy(z + (size_t)t * D, zn, sizeof(float) * (size_t)D);
+    }
+    if (vs_out) {
+        if (acc)
+            row_exp2_scaled(u, scale + o, vs_out + o, F);
+        else if (vs_prev != vs_out)
+            memcpy(vs_out + o, vs_prev + o, sizeof(float) * (size_t)F);
+    }
+    if (energy_sum) energy_sum[t] += energy[t];
+    if (accepted) accepted[t] = (uint8_t)acc;
+}
+
 /* One Metropolis-Hastings step for N independent frames (latent dimension D).
  *
  * u: log2 y of the proposals z_new [N, F]; prior_new: log p(z_new|v) (times the prior weight)
@@ -193,33 +228,99 @@ void reavise_mh_step(int N, int F, int D, const float *u, const float *Q,
                      float *energy_sum, uint8_t *accepted)
 {
 #pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t)
+        mh_row(t, F, D, u + (size_t)t * F, Q, prior_new, gamma, log_u, z_new, z, logp, energy,
+               scale, vs_prev, vs_out, energy_sum, accepted);
+}
+
+/* ---- the decoder's output layer as exact int8 products (MCEM with a tanh-MLP decoder) ----
+ * The hidden activation t in [-1, 1] and each output column of the last weight matrix are
+ * fixed-point numbers of QS = 127 * 128 steps (about 14 bits), split in two int8 limbs:
+ * T = 128 hi + lo with hi in [-127, 127], lo in [-64, 64]. Then
+ *   T W = 2^14 hi.W_hi + 2^7 (hi.W_lo + lo.W_hi) + lo.W_lo,
+ * whose first two terms come from two int8 GEMMs with exact int32 sums (torch._int_mm:
+ * P1 = hi W_hi, P2 = [hi lo] [W_lo; W_hi]); the dropped last term is below the rounding of
+ * the operands. u = (128 P1 + P2) cs_f + base_tf, where cs folds 2^7 / (QS scale_f) and
+ * log2 e, and base the output bias and the offset log2(g / WH). */
+#define QS 16256.0f
+
+static inline float tanh_fast(float x)
+{
+    /* tanh |x| = (1 - e) / (1 + e), e = 2^(-2 log2(e) |x|); tanh = 1 in float32 past 9 */
+    float a = fabsf(x);
+    a = a < 9.0f ? a : 9.0f;
+    float s = 2.8853900817779268f * a; /* 2 log2 e |x| */
+    float n = floorf(s);
+    float e = exp2_neg_frac(s - n) * pow2i(-n);
+    float th = (1.0f - e) / (1.0f + e);
+    return x < 0.0f ? -th : th;
+}
+
+/* For each frame: z_new = z (+ eps), t = tanh(z_new W1 + b1) [H], then the int8 limbs of t:
+ * a1 = hi [N, H], a2 = [hi, lo] [N, 2 H]. W1t is [D, H]; z_new may be NULL (eps NULL too). */
+void reavise_hidden_q(int N, int D, int H, const float *z, const float *eps, const float *W1t,
+                      const float *b1, float *z_new, int8_t *a1, int8_t *a2)
+{
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
-        const size_t o = (size_t)t * F;
-        const float *zn = z_new + (size_t)t * D;
-        float e_new = row_energy(u + o, Q + o, F);
-        float lp_prior;
-        if (prior_new) {
-            lp_prior = prior_new[t];
-        } else {
-            float s = 0.0f;
-            for (int d = 0; d < D; ++d) s += zn[d] * zn[d];
-            lp_prior = -0.5f * gamma * s;
+        float zt[D], pre[H];
+        for (int d = 0; d < D; ++d) zt[d] = z[(size_t)t * D + d] + (eps ? eps[(size_t)t * D + d] : 0.0f);
+        if (z_new) memcpy(z_new + (size_t)t * D, zt, sizeof(float) * (size_t)D);
+        memcpy(pre, b1, sizeof(float) * (size_t)H);
+        for (int d = 0; d < D; ++d) {
+            const float zd = zt[d];
+            const float *restrict w = W1t + (size_t)d * H;
+#pragma omp simd
+            for (int h = 0; h < H; ++h) pre[h] += zd * w[h];
         }
-        float lp_new = lp_prior - e_new;
-        int acc = log_u[t] < lp_new - logp[t];
-        if (acc) {
-            logp[t] = lp_new;
-            energy[t] = e_new;
-            memcpy(z + (size_t)t * D, zn, sizeof(float) * (size_t)D);
+        int8_t *restrict r1 = a1 + (size_t)t * H, *restrict r2 = a2 + (size_t)t * 2 * H;
+#pragma omp simd
+        for (int h = 0; h < H; ++h) {
+            float T = rintf(tanh_fast(pre[h]) * QS);
+            float hi = rintf(T * (1.0f / 128.0f));
+            float lo = T - 128.0f * hi;
+            r1[h] = (int8_t)hi;
+            r2[h] = (int8_t)hi;
+            r2[H + h] = (int8_t)lo;
         }
-        if (vs_out) {
-            if (acc)
-                row_exp2_scaled(u + o, scale + o, vs_out + o, F);
-            else if (vs_prev != vs_out)
-                memcpy(vs_out + o, vs_prev + o, sizeof(float) * (size_t)F);
+    }
+}
+
+static inline void dequant_row(int F, const int32_t *restrict p1, const int32_t *restrict p2,
+                               const float *restrict cs, const float *restrict base,
+                               float *restrict u)
+{
+#pragma omp simd
+    for (int f = 0; f < F; ++f) u[f] = (float)(p1[f] * 128 + p2[f]) * cs[f] + base[f];
+}
+
+/* u [N, F] from the int32 products P1, P2 [N, Fp] (see above). */
+void reavise_dequant(int N, int F, int Fp, const int32_t *P1, const int32_t *P2,
+                     const float *cs, const float *base, float *u)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t)
+        dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs, base + (size_t)t * F,
+                    u + (size_t)t * F);
+}
+
+/* reavise_mh_step with u made on the fly, row by row, from the int32 products. */
+void reavise_mh_step_q(int N, int F, int Fp, int D, const int32_t *P1, const int32_t *P2,
+                       const float *cs, const float *base, const float *Q,
+                       const float *prior_new, float gamma, const float *log_u,
+                       const float *z_new, float *z, float *logp, float *energy,
+                       const float *scale, const float *vs_prev, float *vs_out,
+                       float *energy_sum, uint8_t *accepted)
+{
+#pragma omp parallel
+    {
+        float u[F];
+#pragma omp for schedule(static)
+        for (int t = 0; t < N; ++t) {
+            dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs, base + (size_t)t * F, u);
+            mh_row(t, F, D, u, Q, prior_new, gamma, log_u, z_new, z, logp, energy, scale,
+                   vs_prev, vs_out, energy_sum, accepted);
         }
-        if (energy_sum) energy_sum[t] += energy[t];
-        if (accepted) accepted[t] = (uint8_t)acc;
     }
 }
 
