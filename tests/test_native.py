@@ -169,11 +169,12 @@ def _tiny_avae(hidden=32, x_dim=65):
 @needs_native
 def test_int8_decoder_products_are_exact_and_the_log_variance_close():
     prior = _tiny_avae()
-    (W1, b1), (W2, b2) = prior.tanh_mlp_decoder()
+    split = prior.decoder_split(None)
+    W1, b1 = split.tanh_layer
     g = torch.Generator().manual_seed(4)
     z = torch.randn(2, 30, 4, generator=g) * 1.5
     eps = torch.randn(2, 30, 4, generator=g)
-    dec = native.Int8Decoder(W1, b1, W2, b2, n_frames=60)
+    dec = native.Int8Decoder(split, n_frames=60)
     z_new = torch.empty_like(z)
     dec.products(z, eps, z_new)
     assert torch.equal(z_new, z + eps)
@@ -196,10 +197,9 @@ def test_int8_decoder_products_are_exact_and_the_log_variance_close():
 @needs_native
 def test_int8_mh_step_equals_the_step_on_its_dequantised_variance():
     prior = _tiny_avae()
-    (W1, b1), (W2, b2) = prior.tanh_mlp_decoder()
     g = torch.Generator().manual_seed(5)
     B, T, F, D, n_mh = 1, 40, 65, 4, 5
-    dec = native.Int8Decoder(W1, b1, W2, b2, n_frames=B * T)
+    dec = native.Int8Decoder(prior.decoder_split(None), n_frames=B * T)
     Q = torch.rand(B, T, F, generator=g)
     scale = torch.rand(B, T, F, generator=g) + 0.5
     base = (torch.randn(B, T, F, generator=g) + dec.bias_log2).contiguous()
@@ -237,5 +237,39 @@ def test_mcem_uses_the_int8_decoder_only_where_it_applies():
     z = torch.zeros(1, 10, 4)
     assert MCEM._int8_decoder(_tiny_avae(), None, z, state) is not None
     assert state["int8_decoder"].P1.shape == (10, 72)  # 65 bins padded to a multiple of 8
-    assert MCEM._int8_decoder(_tiny_avae(), object(), z, {}) is None  # video context
+    assert state["int8_decoder"].rowscale is None  # the tanh layer: fixed scale, in C
     assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, {}) is None  # 36 % 8 != 0
+
+
+def _tiny_av(name="av-cvae", **kw):
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    cfg = {"x_dim": 65, "z_dim": 4, "hidden": [32], "visual_dim": 8, "visual_hidden": 16,
+           "roi_size": 12, "fusion": "cross_attention", **kw}  # fmt: skip
+    return build_prior(name, cfg).eval()
+
+
+@needs_native
+@pytest.mark.parametrize("decoder_video", [True, False])
+def test_int8_decoder_of_an_attention_prior_with_video(decoder_video):
+    """Any split decoder (here cross-attention fusion with lips) gets per-frame scales."""
+    from reavise.inference.mcem import MCEM
+
+    prior = _tiny_av(decoder_video=decoder_video)
+    g = torch.Generator().manual_seed(6)
+    video = torch.rand(1, 30, 12, 12, generator=g)
+    valid = torch.rand(1, 30, generator=g) > 0.3
+    with torch.no_grad():
+        ctx = prior.context(video, valid)
+        z = torch.randn(1, 30, 4, generator=g)
+        state = {}
+        dec = MCEM._int8_decoder(prior, ctx, z, state)
+        assert dec is not None and dec.rowscale is not None
+        dec.products(z)
+        offset = torch.randn(1, 30, 65, generator=g)
+        u = dec.dequant((offset + dec.bias_log2).contiguous())
+        ref = offset.double() + prior.decode(z, ctx).double() / math.log(2)
+    err = (u.double() - ref).abs()
+    assert err.max() < 5e-3 and err.square().mean().sqrt() < 1e-3
+    assert torch.allclose(dec.rowscale, dec.split.hidden(z).abs().amax(-1).reshape(-1))

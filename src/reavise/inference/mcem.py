@@ -204,17 +204,16 @@ class MCEM(EMAlgorithm):
 
     @staticmethod
     def _int8_decoder(prior, ctx, z, state) -> native_kernels.Int8Decoder | None:
-        """The A-VAE's decoder quantised once per run (kept in ``state``), or None when the
-        prior's decoder is not a video-free tanh MLP with one hidden layer."""
-        layers = prior.tanh_mlp_decoder() if ctx is None else None
+        """The prior's decoder with int8 output-layer products (quantised weights kept in
+        ``state`` for the run), or None when the prior does not split its decoder."""
+        split = prior.decoder_split(ctx)
         # _int_mm takes inner sizes (hidden, 2 x hidden) in multiples of 8
-        if layers is None or len(layers) != 2 or layers[0][0].shape[0] % 8:
+        if split is None or split.weight.shape[1] % 8 or not native_kernels.int8_gemm_available():
             return None
-        if not native_kernels.int8_gemm_available():
-            return None
-        dec = state.get("int8_decoder")
         N = z.numel() // z.shape[-1]
+        dec = state.get("int8_decoder")
         if dec is None or dec.P1.shape[0] != N:
-            (W1, b1), (W2, b2) = layers
-            dec = state["int8_decoder"] = native_kernels.Int8Decoder(W1, b1, W2, b2, N)
+            dec = state["int8_decoder"] = native_kernels.Int8Decoder(split, N)
+        else:
+            dec.split = split  # the same weights; the context may be new
         return dec

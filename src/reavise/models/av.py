@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from ..errors import ReaviseError
-from .base import SpeechPrior, input_features, is_divergence, mlp, reduce_loss
+from .base import DecoderSplit, SpeechPrior, input_features, is_divergence, mlp, reduce_loss
 from .fusion import FUSIONS, Fusion, build_fusion
 from .registry import register_prior
+from .vae import mlp_decoder_split
 from .visual import VisualConfig, VisualFrontend
 
 SITES = ("encoder", "decoder", "prior")
@@ -197,10 +198,18 @@ class _FusedAV(AVPriorBase):
         return self.enc_mean(h), self.enc_logvar(h)
 
     def decode(self, z, ctx=None):
+        return self.dec_logvar(self._dec_hidden(z, ctx))
+
+    def _dec_hidden(self, z, ctx):
         ctx = self._ctx(ctx) if self.config.decoder_video else AVContext(None, None)
         feat, valid = ctx.streams(z, self.config.visual_dim)
         h, _ = self.dec(z, feat, valid)
-        return self.dec_logvar(h)
+        return h
+
+    def decoder_split(self, ctx):
+        return DecoderSplit(
+            lambda z: self._dec_hidden(z, ctx), self.dec_logvar.weight, self.dec_logvar.bias
+        )
 
 
 @dataclass
@@ -304,6 +313,9 @@ class MINVAE(AVPriorBase):
 
     def decode(self, z, ctx=None):
         return self.dec_logvar(self.dec(z))
+
+    def decoder_split(self, ctx):
+        return mlp_decoder_split(self.dec, self.dec_logvar, self.config.activation)
 
     def fusion_weights(self) -> dict[str, torch.Tensor]:
         return {} if self.last_weights is None else {"mixture": self.last_weights}

@@ -9,6 +9,8 @@ aligned to STFT frames (``reavise.align``) with a validity mask [B, T].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +18,17 @@ from torch import nn
 
 LOG_2PI = math.log(2 * math.pi)
 LOG2_E = 1.0 / math.log(2.0)
+
+
+@dataclass
+class DecoderSplit:
+    """The decoder cut before its output layer: log sigma2(z) = weight @ hidden(z) + bias."""
+
+    hidden: Callable[[torch.Tensor], torch.Tensor]  # z [..., B, T, D] -> [..., B, T, H]
+    weight: torch.Tensor  # [F, H]
+    bias: torch.Tensor  # [F]
+    #: (W1 [H, D], b1 [H]) when hidden(z) is exactly tanh(W1 z + b1) (values in [-1, 1])
+    tanh_layer: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class SpeechPrior(nn.Module):
@@ -64,9 +77,9 @@ class SpeechPrior(nn.Module):
         """
         return lambda z: torch.add(offset, self.decode(z, ctx), alpha=LOG2_E)
 
-    def tanh_mlp_decoder(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        """The decoder's layers [(weight, bias), ...] when log sigma2(z) is a plain MLP on z
-        with tanh between layers (the A-VAE), for specialised samplers; None otherwise."""
+    def decoder_split(self, ctx: Any) -> DecoderSplit | None:
+        """log sigma2(z, v) as ``weight @ hidden(z) + bias`` for this context, for samplers
+        that run the output layer their own way (MCEM's int8 products); None: not split."""
         return None
 
     def prior_scorer(self, ctx: Any, like: torch.Tensor):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import LOG2_E, SpeechPrior, input_features, mlp
+from .base import LOG2_E, DecoderSplit, SpeechPrior, input_features, mlp
 from .registry import register_prior
 
 
@@ -44,11 +44,8 @@ class AVAE(SpeechPrior):
     def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
         return self.dec_logvar(self.dec(z))
 
-    def tanh_mlp_decoder(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-        if self.config.activation != "tanh":
-            return None
-        lins = [m for m in self.dec if isinstance(m, nn.Linear)] + [self.dec_logvar]
-        return [(lin.weight, lin.bias) for lin in lins]
+    def decoder_split(self, ctx: Any) -> DecoderSplit:
+        return mlp_decoder_split(self.dec, self.dec_logvar, self.config.activation)
 
     def log2_variance_fn(self, ctx: Any, offset: torch.Tensor):
         """The decoder with the algebra folded into its weights, for MCEM's inner loop.
@@ -80,3 +77,12 @@ class AVAE(SpeechPrior):
             return torch.addmm(out_base, h, Ws[-1]).view(offset.shape)
 
         return f
+
+
+def mlp_decoder_split(dec: nn.Sequential, out: nn.Linear, activation: str) -> DecoderSplit:
+    """The split of an MLP decoder ``out(dec(z))``; one tanh hidden layer is marked as such."""
+    lins = [m for m in dec if isinstance(m, nn.Linear)]
+    tanh = activation == "tanh" and len(lins) == 1
+    return DecoderSplit(
+        dec, out.weight, out.bias, (lins[0].weight, lins[0].bias) if tanh else None
+    )

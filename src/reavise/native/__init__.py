@@ -46,9 +46,10 @@ _SIGNATURES = {
     "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
     "reavise_nmf_step": [_i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
     "reavise_hidden_q": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
-    "reavise_dequant": [_i, _i, _i, _p, _p, _p, _p, _p],
-    "reavise_mh_step_q": [_i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p,
-                          _p, _p, _p],
+    "reavise_quantize_rows": [_i, _i, _p, _p, _p, _p],
+    "reavise_dequant": [_i, _i, _i, _p, _p, _p, _p, _p, _p],
+    "reavise_mh_step_q": [_i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p,
+                          _p, _p, _p, _p],
 }
 
 
@@ -175,22 +176,27 @@ def int8_gemm_available() -> bool:
 
 
 class Int8Decoder:
-    """A tanh MLP decoder with one hidden layer, z [N, D] -> log2 sigma2 [N, F], for MCEM.
+    """A decoder log sigma2(z) = W h(z) + b whose output layer runs as exact int8 GEMMs, for MCEM.
 
-    The hidden layer runs in float32 (in C); the output layer, which is nearly all of the
-    decoder's work, runs as two exact int8 GEMMs (``torch._int_mm``) on 14-bit fixed-point
-    operands split in two int8 limbs, about 7x cheaper than the float32 product on a CPU with
-    VNNI. The log-variance error is ~1e-4 (see ``mcem_kernels.c``; measured by the tests and
-    ``make bench``), well below what the MH ratio resolves; ``MCEMConfig.int8_decoder=False``
-    keeps float32. ``W1`` [H, D], ``W2`` [F, H] in ``nn.Linear`` layout.
+    The output layer is nearly all of the decoder's work. The hidden activation h and each
+    output column of W become 14-bit fixed-point numbers split in two int8 limbs, multiplied
+    by two ``torch._int_mm`` calls (exact int32 sums; about 2.6x cheaper than the float32
+    product on a CPU with VNNI), and converted back in the kernels (see ``mcem_kernels.c``).
+    ``split`` is the prior's ``decoder_split(ctx)``: with ``tanh_layer`` (the A-VAE), h =
+    tanh(W1 z + b1) is computed in C on the fixed range [-1, 1]; otherwise h comes from torch
+    and each frame gets its own scale (max |h|). Log-variance error ~1e-4 (tests, ``make
+    bench``); ``MCEMConfig.int8_decoder=False`` keeps float32.
     """
 
-    def __init__(self, W1, b1, W2, b2, n_frames: int):
-        H, D = W1.shape
-        F = W2.shape[0]
-        self.D, self.H, self.F, self.Fp = D, H, F, -(-F // 8) * 8  # _int_mm wants N % 8 == 0
-        self.W1t = W1.detach().float().t().contiguous()
-        self.b1 = b1.detach().float().contiguous()
+    def __init__(self, split, n_frames: int):
+        W2, b2 = split.weight, split.bias
+        F, H = W2.shape
+        self.split, self.H, self.F, self.Fp = split, H, F, -(-F // 8) * 8  # _int_mm: N % 8 == 0
+        if split.tanh_layer is not None:
+            W1, b1 = split.tanh_layer
+            self.D = W1.shape[1]
+            self.W1t = W1.detach().float().t().contiguous()
+            self.b1 = b1.detach().float().contiguous()
         W2 = W2.detach().double()
         sw = QS / W2.abs().amax(1).clamp_min(1e-30)  # per output column: max |W| -> QS
         Wq = torch.round(W2 * sw[:, None])
@@ -201,7 +207,7 @@ class Int8Decoder:
         self.B2 = torch.zeros(2 * H, self.Fp, dtype=torch.int8)
         self.B2[:H, :F] = wlo.t().to(torch.int8)
         self.B2[H:, :F] = whi.t().to(torch.int8)
-        # u = (128 P1 + P2) * 2^7 / (QS sw) in log2 units (2^14 hi.W_hi + 2^7 (...)) = 2^7 (...)
+        # h W = 2^7 (128 P1 + P2) rs / (QS sw): cs folds all but rs and adds log2 e
         self.cs = (128.0 / (QS * sw) * LOG2_E).float().contiguous()
         self.cs_ptr = self.cs.data_ptr()
         self.bias_log2 = (b2.detach().double() * LOG2_E).float()
@@ -210,16 +216,27 @@ class Int8Decoder:
         self.a2 = torch.empty(N, 2 * H, dtype=torch.int8)
         self.P1 = torch.empty(N, self.Fp, dtype=torch.int32)
         self.P2 = torch.empty(N, self.Fp, dtype=torch.int32)
+        self.rowscale = None if split.tanh_layer is not None else torch.empty(N)
+        self.rs_ptr = None if self.rowscale is None else self.rowscale.data_ptr()
         self.lib = load()
 
     def products(self, z: torch.Tensor, eps: torch.Tensor | None = None,
                  z_new: torch.Tensor | None = None) -> None:  # fmt: skip
         """The int32 products for z (+ eps, then written to z_new) into ``P1``, ``P2``."""
-        N = z.numel() // self.D
-        self.lib.reavise_hidden_q(
-            N, self.D, self.H, _ptr(z), _ptr(eps), self.W1t.data_ptr(), self.b1.data_ptr(),
-            _ptr(z_new), self.a1.data_ptr(), self.a2.data_ptr(),
-        )  # fmt: skip
+        if self.rowscale is None:
+            D = z.shape[-1]
+            self.lib.reavise_hidden_q(
+                z.numel() // D, D, self.H, _ptr(z), _ptr(eps), self.W1t.data_ptr(),
+                self.b1.data_ptr(), _ptr(z_new), self.a1.data_ptr(), self.a2.data_ptr(),
+            )  # fmt: skip
+        else:
+            if eps is not None:
+                z = torch.add(z, eps, out=z_new)
+            h = self.split.hidden(z).float().contiguous()
+            self.lib.reavise_quantize_rows(
+                h.numel() // self.H, self.H, _ptr(h), self.a1.data_ptr(), self.a2.data_ptr(),
+                self.rs_ptr,
+            )  # fmt: skip
         torch._int_mm(self.a1, self.B1, out=self.P1)
         torch._int_mm(self.a2, self.B2, out=self.P2)
 
@@ -229,8 +246,8 @@ class Int8Decoder:
         u = torch.empty_like(base)
         N = base.numel() // self.F
         self.lib.reavise_dequant(
-            N, self.F, self.Fp, self.P1.data_ptr(), self.P2.data_ptr(), self.cs_ptr, _ptr(base),
-            _ptr(u),
+            N, self.F, self.Fp, self.P1.data_ptr(), self.P2.data_ptr(), self.cs_ptr, self.rs_ptr,
+            _ptr(base), _ptr(u),
         )  # fmt: skip
         return u
 
@@ -270,7 +287,7 @@ class MHStepper:
         (``dec.products(z, eps, z_new)``), made row by row inside the kernel."""
         self.lib.reavise_mh_step_q(
             self.N, self.F, dec.Fp, self.D, dec.P1.data_ptr(), dec.P2.data_ptr(), dec.cs_ptr,
-            _ptr(base), self.Q, _ptr(prior_new), self.gamma, self.log_u[step], _ptr(z_new),
+            dec.rs_ptr, _ptr(base), self.Q, _ptr(prior_new), self.gamma, self.log_u[step], _ptr(z_new),
             self.z, self.logp, self.e, *self._kept_args(r),
         )  # fmt: skip
 

@@ -240,8 +240,9 @@ void reavise_mh_step(int N, int F, int D, const float *u, const float *Q,
  *   T W = 2^14 hi.W_hi + 2^7 (hi.W_lo + lo.W_hi) + lo.W_lo,
  * whose first two terms come from two int8 GEMMs with exact int32 sums (torch._int_mm:
  * P1 = hi W_hi, P2 = [hi lo] [W_lo; W_hi]); the dropped last term is below the rounding of
- * the operands. u = (128 P1 + P2) cs_f + base_tf, where cs folds 2^7 / (QS scale_f) and
- * log2 e, and base the output bias and the offset log2(g / WH). */
+ * the operands. u = (128 P1 + P2) cs_f rs_t + base_tf, where cs folds 2^7 / (QS scale_f) and
+ * log2 e, rs_t is the frame's activation scale (1 for tanh), and base the output bias and the
+ * offset log2(g / WH). */
 #define QS 16256.0f
 
 static inline float tanh_fast(float x)
@@ -286,27 +287,61 @@ void reavise_hidden_q(int N, int D, int H, const float *z, const float *eps, con
     }
 }
 
+/* The same limbs for any hidden activation h [N, H], with a scale per frame: the row's
+ * max |h| maps to QS, and rowscale[t] = max |h| (1 for tanh rows, whose scale is fixed). A row
+ * with a NaN/inf gets zero limbs and rowscale NaN, so its u is NaN and the proposal rejects. */
+void reavise_quantize_rows(int N, int H, const float *h, int8_t *a1, int8_t *a2,
+                           float *rowscale)
+{
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < N; ++t) {
+        const float *restrict x = h + (size_t)t * H;
+        int8_t *restrict r1 = a1 + (size_t)t * H, *restrict r2 = a2 + (size_t)t * 2 * H;
+        float m = 0.0f;
+        for (int k = 0; k < H; ++k) m = fmaxf(m, fabsf(x[k]));
+        if (!(m <= 3.0e38f)) { /* NaN or inf */
+            memset(r1, 0, (size_t)H);
+            memset(r2, 0, 2 * (size_t)H);
+            rowscale[t] = NAN;
+            continue;
+        }
+        if (m == 0.0f) m = 1.0f;
+        rowscale[t] = m;
+        const float s = QS / m;
+#pragma omp simd
+        for (int k = 0; k < H; ++k) {
+            float T = rintf(x[k] * s);
+            T = fminf(fmaxf(T, -QS), QS);
+            float hi = rintf(T * (1.0f / 128.0f));
+            float lo = T - 128.0f * hi;
+            r1[k] = (int8_t)hi;
+            r2[k] = (int8_t)hi;
+            r2[H + k] = (int8_t)lo;
+        }
+    }
+}
+
 static inline void dequant_row(int F, const int32_t *restrict p1, const int32_t *restrict p2,
-                               const float *restrict cs, const float *restrict base,
+                               const float *restrict cs, float rs, const float *restrict base,
                                float *restrict u)
 {
 #pragma omp simd
-    for (int f = 0; f < F; ++f) u[f] = (float)(p1[f] * 128 + p2[f]) * cs[f] + base[f];
+    for (int f = 0; f < F; ++f) u[f] = (float)(p1[f] * 128 + p2[f]) * (cs[f] * rs) + base[f];
 }
 
-/* u [N, F] from the int32 products P1, P2 [N, Fp] (see above). */
+/* u [N, F] from the int32 products P1, P2 [N, Fp] (see above); rowscale NULL means 1. */
 void reavise_dequant(int N, int F, int Fp, const int32_t *P1, const int32_t *P2,
-                     const float *cs, const float *base, float *u)
+                     const float *cs, const float *rowscale, const float *base, float *u)
 {
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t)
-        dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs, base + (size_t)t * F,
-                    u + (size_t)t * F);
+        dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs,
+                    rowscale ? rowscale[t] : 1.0f, base + (size_t)t * F, u + (size_t)t * F);
 }
 
 /* reavise_mh_step with u made on the fly, row by row, from the int32 products. */
 void reavise_mh_step_q(int N, int F, int Fp, int D, const int32_t *P1, const int32_t *P2,
-                       const float *cs, const float *base, const float *Q,
+                       const float *cs, const float *rowscale, const float *base, const float *Q,
                        const float *prior_new, float gamma, const float *log_u,
                        const float *z_new, float *z, float *logp, float *energy,
                        const float *scale, const float *vs_prev, float *vs_out,
@@ -317,7 +352,8 @@ void reavise_mh_step_q(int N, int F, int Fp, int D, const int32_t *P1, const int
         float u[F];
 #pragma omp for schedule(static)
         for (int t = 0; t < N; ++t) {
-            dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs, base + (size_t)t * F, u);
+            dequant_row(F, P1 + (size_t)t * Fp, P2 + (size_t)t * Fp, cs,
+                        rowscale ? rowscale[t] : 1.0f, base + (size_t)t * F, u);
             mh_row(t, F, D, u, Q, prior_new, gamma, log_u, z_new, z, logp, energy, scale,
                    vs_prev, vs_out, energy_sum, accepted);
         }
