@@ -1,6 +1,10 @@
 """The fused C kernels of reavise.native against float64 references and the torch code."""
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -273,3 +277,21 @@ def test_int8_decoder_of_an_attention_prior_with_video(decoder_video):
     err = (u.double() - ref).abs()
     assert err.max() < 5e-3 and err.square().mean().sqrt() < 1e-3
     assert torch.allclose(dec.rowscale, dec.split.hidden(z).abs().amax(-1).reshape(-1))
+
+
+@needs_native
+def test_the_portable_build_passes_these_tests_too(tmp_path):
+    """Without AVX-512 the kernels compile their plain C loops: run this file against them."""
+    probe = subprocess.run(["cc", "-march=native", "-dM", "-E", "-x", "c", "/dev/null"],
+                           capture_output=True, text=True)  # fmt: skip
+    if "__AVX512F__" not in probe.stdout:
+        pytest.skip("this CPU builds the portable code already")
+    env = dict(os.environ, REAVISE_NATIVE_CFLAGS="-mno-avx512f", REAVISE_CACHE=str(tmp_path))
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+         "-k", "not portable_build"],
+        env=env, capture_output=True, text=True, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert " passed" in res.stdout and " skipped" not in res.stdout.splitlines()[-1]
+    assert len(list(tmp_path.rglob("*.so"))) == 1

@@ -75,10 +75,16 @@ def _cpu_id() -> str:
         return platform.processor() or platform.machine()
 
 
+def _cflags() -> list[str]:
+    """CFLAGS plus $REAVISE_NATIVE_CFLAGS (e.g. -mno-avx512f to build the portable code)."""
+    return CFLAGS + os.environ.get("REAVISE_NATIVE_CFLAGS", "").split()
+
+
 def _build(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True).stdout
+    flags = _cflags()
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), " ".join(CFLAGS), version, _cpu_id()]).encode()
+        "\0".join([SOURCE.read_text(), " ".join(flags), version, _cpu_id()]).encode()
     ).hexdigest()[:16]
     out = cache_dir() / f"mcem_kernels-{key}.so"
     if out.exists():
@@ -87,7 +93,7 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        res = subprocess.run([cc, *CFLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        res = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
         os.replace(tmp, out)
