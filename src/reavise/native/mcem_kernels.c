@@ -11,9 +11,9 @@
  * Numerics. With a = |u| and e = 2^-a in (0, 1]:
  *   ln(1 + 2^u)   = ln2 max(u, 0) + ln(1 + e)          (softplus; no overflow for any u)
  *   1 / (1 + 2^u) = e / (1 + e) if u > 0 else 1 / (1 + e)
- * 2^-f on [0, 1) and ln(1 + e) = e q(e) on [0, 1] are near-minimax polynomials (evaluated in
- * float32: at most 3e-7 relative and 1.3e-7 absolute error, near float32's own rounding), and 2^-n is built from
- * the exponent bits. u is clamped to [-124, 124] as the torch path clamps y below 2^124.
+ * 2^-f on [0, 1) and ln(1 + e) = e q(e) on [0, 1] are near-minimax polynomials (in float32:
+ * at most 3e-7 relative and 1.4e-7 absolute error, near float32's own rounding), and 2^-n is
+ * built from the exponent bits. u is clamped to [-124, 124] as the torch path clamps y below 2^124.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,30 +24,26 @@
 #define LN2 0.69314718055994531f
 #define UCLAMP 124.0f
 
-/* 2^-f, f in [0, 1): relative error < 3e-7 in float32 */
-static inline float exp2_neg_frac(float f)
+/* Polynomial coefficients, highest degree first (near-minimax fits, float32 rounding):
+ * 2^-f and 2^f on [0, 1) (relative error < 3e-7 and < 1e-7 in float32), and q with
+ * ln(1 + e) = e q(e) on [0, 1] (absolute error < 1.4e-7 in float32). */
+static const float EXP2_NEG[6] = {-0.000938787241f, 0.0091886092f, -0.0552797206f,
+                                  0.240172192f, -0.693142235f, 0.99999994f};
+static const float EXP2_POS[7] = {0.00021702236f, 0.00124396931f, 0.00967884064f,
+                                  0.0554833412f, 0.24022983f, 0.693147004f, 1.0f};
+static const float LN1P_Q[8] = {-0.00645230664f, 0.0360833108f, -0.0953205526f, 0.167646244f,
+                                -0.240730017f, 0.331798077f, -0.499874026f, 0.999996424f};
+
+static inline float horner(const float *c, int n, float x)
 {
-    float p = -0.000938787241f;
-    p = p * f + 0.0091886092f;
-    p = p * f - 0.0552797206f;
-    p = p * f + 0.240172192f;
-    p = p * f - 0.693142235f;
-    p = p * f + 0.99999994f;
+    float p = c[0];
+    for (int i = 1; i < n; ++i) p = p * x + c[i];
     return p;
 }
 
-/* 2^f, f in [0, 1): relative error < 1e-7 in float32 */
-static inline float exp2_pos_frac(float f)
-{
-    float p = 0.00021702236f;
-    p = p * f + 0.00124396931f;
-    p = p * f + 0.00967884064f;
-    p = p * f + 0.0554833412f;
-    p = p * f + 0.24022983f;
-    p = p * f + 0.693147004f;
-    p = p * f + 1.0f;
-    return p;
-}
+static inline float exp2_neg_frac(float f) { return horner(EXP2_NEG, 6, f); }
+static inline float exp2_pos_frac(float f) { return horner(EXP2_POS, 7, f); }
+static inline float ln1p_unit(float e) { return e * horner(LN1P_Q, 8, e); }
 
 /* 2^n for integer-valued n in [-126, 127], from the exponent bits */
 static inline float pow2i(float n)
@@ -56,20 +52,6 @@ static inline float pow2i(float n)
     float s;
     memcpy(&s, &bits, sizeof s);
     return s;
-}
-
-/* ln(1 + e) = e q(e), e in [0, 1]: absolute error < 1.4e-7 in float32 */
-static inline float ln1p_unit(float e)
-{
-    float q = -0.00645230664f;
-    q = q * e + 0.0360833108f;
-    q = q * e - 0.0953205526f;
-    q = q * e + 0.167646244f;
-    q = q * e - 0.240730017f;
-    q = q * e + 0.331798077f;
-    q = q * e - 0.499874026f;
-    q = q * e + 0.999996424f;
-    return e * q;
 }
 
 static inline float clamp_u(float v)
@@ -91,6 +73,13 @@ static inline __m512 recip16(__m512 d)
 
 static inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); }
 
+static inline __m512 horner16(const float *c, int n, __m512 x)
+{
+    __m512 p = _mm512_set1_ps(c[0]);
+    for (int i = 1; i < n; ++i) p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(c[i]));
+    return p;
+}
+
 /* sum_f ln(1 + 2^u_f) + Q_f / (1 + 2^u_f) for one frame (16 bins per instruction) */
 static float row_energy(const float *restrict u, const float *restrict Q, int F)
 {
@@ -106,22 +95,9 @@ static float row_energy(const float *restrict u, const float *restrict Q, int F)
         const __m512 a = _mm512_abs_ps(v);
         const __m512 n = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
         const __m512 fr = _mm512_sub_ps(a, n);
-        __m512 p = _mm512_set1_ps(-0.000938787241f);
-        p = _mm512_fmadd_ps(p, fr, _mm512_set1_ps(0.0091886092f));
-        p = _mm512_fmadd_ps(p, fr, _mm512_set1_ps(-0.0552797206f));
-        p = _mm512_fmadd_ps(p, fr, _mm512_set1_ps(0.240172192f));
-        p = _mm512_fmadd_ps(p, fr, _mm512_set1_ps(-0.693142235f));
-        p = _mm512_fmadd_ps(p, fr, _mm512_set1_ps(0.99999994f));
+        const __m512 p = horner16(EXP2_NEG, 6, fr);
         const __m512 e = _mm512_scalef_ps(p, _mm512_sub_ps(_mm512_setzero_ps(), n)); /* 2^-a */
-        __m512 l = _mm512_set1_ps(-0.00645230664f);
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(0.0360833108f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(-0.0953205526f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(0.167646244f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(-0.240730017f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(0.331798077f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(-0.499874026f));
-        l = _mm512_fmadd_ps(l, e, _mm512_set1_ps(0.999996424f));
-        l = _mm512_mul_ps(l, e); /* ln(1 + e) */
+        __m512 l = _mm512_mul_ps(horner16(LN1P_Q, 8, e), e); /* ln(1 + e) */
         const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
         __m512 r = recip16(_mm512_add_ps(one, e));
         r = _mm512_mask_mul_ps(r, pos, r, e);                   /* 1 / (1 + 2^u) */
@@ -381,84 +357,63 @@ static inline void wh_row(int K, int F, const float *restrict h, const float *re
     }
 }
 
-/* a = p sum_r V_r^-2, b = m sum_r V_r^-1 for one frame, V_r = wh + g vs_r */
-static inline void ab_row(int R, int F, size_t stride, const float *restrict vs,
-                          const float *restrict wh, float gt, const float *restrict p, float m,
-                          float *restrict a, float *restrict b)
+/* Per bin of one frame, over the R samples with V_r = wh + g vs_r and x_r = 1 / V_r
+ * (weighted = 0) or vs_r / V_r (weighted = 1): s1 = sum_r x_r / V_r, s2 = sum_r x_r. */
+static inline void sample_sums(int R, int F, size_t stride, const float *restrict vs,
+                               const float *restrict wh, float gt, int weighted,
+                               float *restrict s1, float *restrict s2)
 {
 #ifdef __AVX512F__
-    const __m512 g16 = _mm512_set1_ps(gt), m16 = _mm512_set1_ps(m);
+    const __m512 g16 = _mm512_set1_ps(gt);
     for (int f = 0; f < F; f += 16) {
         const __mmask16 k = tail_mask(F - f);
         const __m512 w = _mm512_maskz_loadu_ps(k, wh + f);
-        __m512 sa = _mm512_setzero_ps(), sb = _mm512_setzero_ps();
+        __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
         for (int r = 0; r < R; ++r) {
             const __m512 v = _mm512_maskz_loadu_ps(k, vs + r * stride + f);
             const __m512 inv = recip16(_mm512_fmadd_ps(g16, v, w));
-            sa = _mm512_fmadd_ps(inv, inv, sa);
-            sb = _mm512_add_ps(sb, inv);
+            const __m512 x = weighted ? _mm512_mul_ps(v, inv) : inv;
+            a = _mm512_fmadd_ps(x, inv, a);
+            b = _mm512_add_ps(b, x);
         }
-        _mm512_mask_storeu_ps(a + f, k, _mm512_mul_ps(sa, _mm512_maskz_loadu_ps(k, p + f)));
-        _mm512_mask_storeu_ps(b + f, k, _mm512_mul_ps(sb, m16));
+        _mm512_mask_storeu_ps(s1 + f, k, a); /* the tail lanes (1/0 = inf) are not stored */
+        _mm512_mask_storeu_ps(s2 + f, k, b);
     }
 #else
-    for (int f = 0; f < F; ++f) a[f] = b[f] = 0.0f;
+    for (int f = 0; f < F; ++f) s1[f] = s2[f] = 0.0f;
     for (int r = 0; r < R; ++r) {
         const float *restrict v = vs + r * stride;
 #pragma omp simd
         for (int f = 0; f < F; ++f) {
             float inv = 1.0f / (wh[f] + gt * v[f]);
-            a[f] += inv * inv;
-            b[f] += inv;
+            float x = weighted ? v[f] * inv : inv;
+            s1[f] += x * inv;
+            s2[f] += x;
         }
     }
+#endif
+}
+
+/* a = p sum_r V_r^-2, b = m sum_r V_r^-1 for one frame (the W and H updates) */
+static inline void ab_row(int R, int F, size_t stride, const float *restrict vs,
+                          const float *restrict wh, float gt, const float *restrict p, float m,
+                          float *restrict a, float *restrict b)
+{
+    sample_sums(R, F, stride, vs, wh, gt, 0, a, b);
 #pragma omp simd
     for (int f = 0; f < F; ++f) {
         a[f] *= p[f];
         b[f] *= m;
     }
-#endif
 }
 
-/* (sum_f p sum_r vs_r V_r^-2, sum_f sum_r vs_r V_r^-1) for one frame: the gain update's sums */
+/* (sum_f p sum_r vs_r V_r^-2, sum_f sum_r vs_r V_r^-1) for one frame: the gain update's sums;
+ * nv, dv: F floats of scratch each */
 static inline void g_sums(int R, int F, size_t stride, const float *restrict vs,
                           const float *restrict wh, float gt, const float *restrict p,
                           float *restrict nv, float *restrict dv, float *num, float *den)
 {
-#ifdef __AVX512F__
-    (void)nv;
-    (void)dv;
-    const __m512 g16 = _mm512_set1_ps(gt);
-    __m512 tn = _mm512_setzero_ps(), td = _mm512_setzero_ps();
-    for (int f = 0; f < F; f += 16) {
-        const __mmask16 k = tail_mask(F - f);
-        const __m512 w = _mm512_maskz_loadu_ps(k, wh + f);
-        __m512 sn = _mm512_setzero_ps(), sd = _mm512_setzero_ps();
-        for (int r = 0; r < R; ++r) {
-            const __m512 v = _mm512_maskz_loadu_ps(k, vs + r * stride + f);
-            const __m512 inv = recip16(_mm512_fmadd_ps(g16, v, w));
-            const __m512 vi = _mm512_mul_ps(v, inv);
-            sd = _mm512_add_ps(sd, vi);
-            sn = _mm512_fmadd_ps(vi, inv, sn);
-        }
-        /* masked: the tail lanes hold 1/0 = inf */
-        tn = _mm512_mask3_fmadd_ps(sn, _mm512_maskz_loadu_ps(k, p + f), tn, k);
-        td = _mm512_mask_add_ps(td, k, td, sd);
-    }
-    *num = _mm512_reduce_add_ps(tn);
-    *den = _mm512_reduce_add_ps(td);
-#else
-    for (int f = 0; f < F; ++f) nv[f] = dv[f] = 0.0f;
-    for (int r = 0; r < R; ++r) {
-        const float *restrict v = vs + r * stride;
-#pragma omp simd
-        for (int f = 0; f < F; ++f) {
-            float inv = 1.0f / (wh[f] + gt * v[f]);
-            float vi = v[f] * inv;
-            dv[f] += vi;
-            nv[f] += vi * inv;
-        }
-    }
+    sample_sums(R, F, stride, vs, wh, gt, 1, nv, dv);
     float sn = 0.0f, sd = 0.0f;
 #pragma omp simd reduction(+ : sn, sd)
     for (int f = 0; f < F; ++f) {
@@ -467,7 +422,6 @@ static inline void g_sums(int R, int F, size_t stride, const float *restrict vs,
     }
     *num = sn;
     *den = sd;
-#endif
 }
 
 static inline float mm_factor(float num, float den)
