@@ -1,7 +1,8 @@
-"""Native CPU kernels for MCEM's per-bin work, compiled on first use with the system C compiler.
+"""Native CPU kernels for MCEM and the NMF M-step, compiled on first use with the system C compiler.
 
 The kernels (``mcem_kernels.c``) fuse what torch runs as several passes over [T, F]: the MH
-frame energies, accept/reject and kept-sample bookkeeping, and the NMF M-step's sums. They are
+frame energies, accept/reject and kept-sample bookkeeping, the whole NMF M-step, and the
+fixed-point limbs of the decoder's int8 output-layer products (``Int8Decoder``). They are
 optional: without a C compiler, with ``REAVISE_NATIVE=0``, or for tensors that are not
 float32 on the CPU, callers use their torch code instead (same algorithm, same random draws).
 
@@ -30,8 +31,11 @@ log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("mcem_kernels.c")
 # -march=native: the library is built on the machine that runs it; no -ffast-math, so a NaN
 # energy still rejects (the simd reductions are allowed to reorder by their pragmas alone)
-CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
-          "-fPIC", "-shared"]  # fmt: skip
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fPIC",
+          "-shared"]  # fmt: skip
+if platform.machine().lower() in ("x86_64", "amd64"):
+    # gcc 12 tunes unknown AVX-512 CPUs for 256-bit vectors; the loops here gain from 512
+    CFLAGS.append("-mprefer-vector-width=512")
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -95,7 +99,8 @@ def _build(cc: str) -> Path:
     try:
         res = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
         if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}")
+            last = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+            raise RuntimeError(f"{cc} failed to build {SOURCE.name}: {last}")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -164,8 +169,6 @@ def energy(u: torch.Tensor, Q: torch.Tensor, scale: torch.Tensor | None = None,
 
 QS = 127 * 128  # fixed-point steps of the int8-limb operands (mcem_kernels.c)
 LOG2_E = 1.4426950408889634
-
-
 _int8_ok: bool | None = None
 
 
@@ -174,8 +177,8 @@ def int8_gemm_available() -> bool:
     global _int8_ok
     if _int8_ok is None:
         try:
-            a = torch.ones(17, 8, dtype=torch.int8)
-            _int8_ok = bool(torch._int_mm(a, a.t().contiguous()[:, :8].contiguous())[0, 0] == 8)
+            a, b = torch.ones(17, 8, dtype=torch.int8), torch.ones(8, 8, dtype=torch.int8)
+            _int8_ok = bool(torch._int_mm(a, b)[0, 0] == 8)
         except (RuntimeError, AttributeError):
             _int8_ok = False
     return _int8_ok
