@@ -132,10 +132,12 @@ class MCEM(EMAlgorithm):
     def _e_step_native(self, prior, P, ctx, nmf, state, gen):
         """The E-step above with its per-bin work in ``reavise.native``'s fused kernels.
 
-        Same target, proposals and uniform draws, so it takes the same decisions as the torch
-        code up to float rounding of the energies (~1e-7 relative). Per MH step torch runs the
-        decoder's matrix products (and p(z|v) for a non-standard prior); one kernel call then
-        computes the frames' energies, accepts or rejects, and writes the kept samples' sigma2.
+        Same target, proposals and uniform draws, so with ``int8_decoder=False`` it takes the
+        same decisions as the torch code up to float rounding of the energies (~1e-7 relative).
+        Per MH step the decoder runs (its output layer as int8 products when the prior splits
+        its decoder, see ``Int8Decoder``; p(z|v) in torch for a non-standard prior), then one
+        kernel call computes the frames' energies, accepts or rejects, and writes the kept
+        samples' sigma2.
         """
         cfg = self.config
         z = state["z"]
@@ -147,7 +149,6 @@ class MCEM(EMAlgorithm):
             log2_c = torch.log2(nmf.g)[..., None] - log2_wh
             Q = (P / WH).contiguous()
             scale = (WH / nmf.g[..., None]).contiguous()  # sigma2 = y WH / g
-            log2_y = prior.log2_variance_fn(ctx, log2_c)
             gamma = cfg.prior_weight
             score_prior = prior.prior_scorer(ctx, z)
             standard = prior.standard_prior  # then the kernel scores -gamma |z|^2 / 2 itself
@@ -160,6 +161,7 @@ class MCEM(EMAlgorithm):
                     dec.products(z)
                     return dec.dequant(base)
             else:
+                log2_y = prior.log2_variance_fn(ctx, log2_c)
 
                 def u_of(z: torch.Tensor) -> torch.Tensor:
                     return log2_y(z).contiguous()
@@ -172,12 +174,11 @@ class MCEM(EMAlgorithm):
             log_u = torch.rand(
                 (cfg.n_mh, *z.shape[:-1]), generator=gen, device=z.device, dtype=z.dtype
             ).log_()
-            z = z.contiguous()
+            z = z.contiguous().clone()  # updated in place by the kernel
             Vs = state.get("Vs")
             u = u_of(z) if Vs is None else torch.log2(Vs).add_(log2_c)
             vs_cur = torch.empty_like(Q)
             e = native_kernels.energy(u, Q, scale, vs_cur)
-            z = z.contiguous().clone()
             logp = score_prior(z).mul_(gamma).sub_(e).contiguous()
             zs = z.new_empty((R, *z.shape))
             Vs_out = Q.new_empty((R, *Q.shape))
