@@ -233,6 +233,22 @@ static inline float tanh_fast(float x)
     return x < 0.0f ? -th : th;
 }
 
+/* The limbs of one row x [H] at scale s (x s rounded, within +-QS): r1 = hi, r2 = [hi, lo]. */
+static inline void quantize_row(int H, const float *restrict x, float s, int8_t *restrict r1,
+                                int8_t *restrict r2)
+{
+#pragma omp simd
+    for (int k = 0; k < H; ++k) {
+        float T = rintf(x[k] * s);
+        T = fminf(fmaxf(T, -QS), QS);
+        float hi = rintf(T * (1.0f / 128.0f));
+        float lo = T - 128.0f * hi;
+        r1[k] = (int8_t)hi;
+        r2[k] = (int8_t)hi;
+        r2[H + k] = (int8_t)lo;
+    }
+}
+
 /* For each frame: z_new = z (+ eps), t = tanh(z_new W1 + b1) [H], then the int8 limbs of t:
  * a1 = hi [N, H], a2 = [hi, lo] [N, 2 H]. W1t is [D, H]; z_new may be NULL (eps NULL too). */
 void reavise_hidden_q(int N, int D, int H, const float *z, const float *eps, const float *W1t,
@@ -250,16 +266,9 @@ void reavise_hidden_q(int N, int D, int H, const float *z, const float *eps, con
 #pragma omp simd
             for (int h = 0; h < H; ++h) pre[h] += zd * w[h];
         }
-        int8_t *restrict r1 = a1 + (size_t)t * H, *restrict r2 = a2 + (size_t)t * 2 * H;
 #pragma omp simd
-        for (int h = 0; h < H; ++h) {
-            float T = rintf(tanh_fast(pre[h]) * QS);
-            float hi = rintf(T * (1.0f / 128.0f));
-            float lo = T - 128.0f * hi;
-            r1[h] = (int8_t)hi;
-            r2[h] = (int8_t)hi;
-            r2[H + h] = (int8_t)lo;
-        }
+        for (int h = 0; h < H; ++h) pre[h] = tanh_fast(pre[h]);
+        quantize_row(H, pre, QS, a1 + (size_t)t * H, a2 + (size_t)t * 2 * H);
     }
 }
 
@@ -283,17 +292,7 @@ void reavise_quantize_rows(int N, int H, const float *h, int8_t *a1, int8_t *a2,
         }
         if (m == 0.0f) m = 1.0f;
         rowscale[t] = m;
-        const float s = QS / m;
-#pragma omp simd
-        for (int k = 0; k < H; ++k) {
-            float T = rintf(x[k] * s);
-            T = fminf(fmaxf(T, -QS), QS);
-            float hi = rintf(T * (1.0f / 128.0f));
-            float lo = T - 128.0f * hi;
-            r1[k] = (int8_t)hi;
-            r2[k] = (int8_t)hi;
-            r2[H + k] = (int8_t)lo;
-        }
+        quantize_row(H, x, QS / m, r1, r2);
     }
 }
 
