@@ -344,3 +344,29 @@ def test_split_speakers_deterministic_and_disjoint():
     fixed = split_speakers(spks, seed=1, fixed={"s0": "test", "s1": "train"})
     assert fixed["s0"] == "test" and sum(v == "test" for v in fixed.values()) == 1
     assert split_speakers(["only"], seed=0) == {"only": "train"}
+
+
+def test_grid_real_clip_rois(shared_data, tmp_path):
+    """A real GRID clip through ``data prepare``: every frame tracked, and the saved lips are
+    the library's ROIs of that video (same path, deterministic)."""
+    from reavise.video import extract_mouth_rois_from_video
+
+    grid = shared_data / "grid-s1"
+    clip = grid / "video" / "bbaf2n.mp4"
+    if not clip.exists():
+        pytest.skip("GRID s1 videos not present")
+    root = tmp_path / "grid"
+    (root / "s1" / "video").mkdir(parents=True)
+    os.symlink(clip, root / "s1" / "video" / clip.name)
+    x, sr = sf.read(grid / "audio" / "bbaf2n.flac", dtype="float32")
+    wav_path = root / "audio_25k" / "s1" / "bbaf2n.wav"
+    wav_path.parent.mkdir(parents=True)
+    sf.write(wav_path, x, sr)
+    out = tmp_path / "out"
+    res = prepare_corpus("grid", root, out, seed=0, progress=False, warn=lambda m: None)
+    assert not res.skipped
+    (row,) = read_manifest(out)
+    assert row["n_video_frames"] == row["n_valid_frames"] == 75
+    rois, valid, fps = extract_mouth_rois_from_video(clip)
+    assert valid.all() and fps == pytest.approx(25.0)
+    assert np.abs(load_lips(out / row["lips"]) - rois).max() <= 0.5 / 255 + 1e-6

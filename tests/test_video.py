@@ -14,8 +14,10 @@ from reavise.lips import ROI_SIZE
 from reavise.video import (
     NEUTRAL_GREY,
     MouthDetector,
+    RoiTracking,
     crop_roi,
     extract_mouth_rois,
+    mouth_poses,
     read_audio_track,
     read_video,
     smooth_poses,
@@ -28,6 +30,25 @@ from reavise.video import (
 # and columns ~200-246 (the smile); centre about (row 146, col 223).
 MOUTH_ROWS = (137, 156)
 MOUTH_COLS = (200, 246)
+
+
+# The same mouth in the 160 x 160 face of ``moving_face`` (0.625 x the crop above).
+FACE_MOUTH = np.array([(223 - 96) * 0.625, (146 - 40) * 0.625])
+BACKGROUND = 110
+
+
+def moving_face(n: int, v=(1.7, 0.9), start=(20.0, 15.0), canvas=(200, 240)):
+    """Gray frames of the astronaut's face gliding at ``v`` px/frame (sub-pixel) over a flat
+    background, and the true mouth centre (x, y) in each."""
+    face = cv2.cvtColor(data.astronaut()[40:296, 96:352], cv2.COLOR_RGB2GRAY)
+    face = cv2.resize(face, (160, 160), interpolation=cv2.INTER_AREA)
+    frames, truth = [], []
+    for t in range(n):
+        ox, oy = start[0] + v[0] * t, start[1] + v[1] * t
+        m = np.float32([[1, 0, ox], [0, 1, oy]])
+        frames.append(cv2.warpAffine(face, m, (canvas[1], canvas[0]), borderValue=BACKGROUND))
+        truth.append(FACE_MOUTH + [ox, oy])
+    return np.stack(frames), np.array(truth)
 
 
 def face_frames(n: int = 10, size: int = 160, shift: int = 2) -> np.ndarray:
@@ -148,3 +169,73 @@ def test_smooth_poses_removes_jitter_and_glitches():
     err_sm = np.abs(sm - truth)[valid, :2].mean()
     assert err_sm < 0.6 * err_raw
     assert np.abs(sm[20] - truth[20])[:2].max() < 5
+
+
+def test_tracked_mouth_follows_known_motion():
+    frames, truth = moving_face(14)
+    poses, valid = mouth_poses(frames, smooth=1)
+    assert valid.all()
+    err = poses[:, :2] - truth
+    # On the mouth in every frame, and the error does not drift while the face moves
+    # 24 px right and 12 px down (re-detections at frames 5 and 10 included).
+    assert np.hypot(*err.T).max() < 3
+    assert np.abs(err - err[0]).max() < 1.5
+    assert np.ptp(poses[:, 2]) < 3  # steady ROI size
+
+
+def test_track_lost_when_face_leaves_frame():
+    frames, truth = moving_face(20, v=(10, 0))
+    poses, valid = mouth_poses(frames, smooth=1)
+    assert valid[:10].all() and not valid[-5:].any()
+    assert np.hypot(*(poses[valid, :2] - truth[valid]).T).max() < 3
+
+
+def test_late_face_is_tracked_back():
+    """A face found by a later whole-frame search is followed backwards to its first frame."""
+    frames, truth = moving_face(12)
+    seq = np.concatenate([np.full((5, *frames.shape[1:]), BACKGROUND, np.uint8), frames])
+    poses, valid = mouth_poses(seq, smooth=1)
+    assert valid.tolist() == [False] * 5 + [True] * 12
+    assert np.hypot(*(poses[5:, :2] - truth).T).max() < 3
+
+
+def test_no_face_gives_all_false_mask():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 96, 120), dtype=np.uint8)
+    for per_frame in (False, True):
+        rois, valid = extract_mouth_rois(frames, per_frame=per_frame)
+        assert valid.dtype == bool and not valid.any()
+        assert np.all(rois == np.float32(NEUTRAL_GREY))
+
+
+def test_tracking_is_deterministic_and_close_to_per_frame():
+    frames, _ = moving_face(10)
+    r1, v1 = extract_mouth_rois(frames)
+    r2, v2 = extract_mouth_rois(frames.copy())
+    assert np.array_equal(r1, r2) and np.array_equal(v1, v2)
+    ref, vref = extract_mouth_rois(frames, per_frame=True)
+    assert vref.all() and v1.all()
+    # The same mouth: the tracked ROIs look like the per-frame-detected ones.
+    assert np.corrcoef(r1.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+def test_roi_tracking_rejects_bad_settings():
+    with pytest.raises(ValueError, match="detect_every"):
+        RoiTracking(detect_every=0)
+    with pytest.raises(ValueError, match="min_score"):
+        RoiTracking(min_score=0.9, refresh_score=0.5)
+
+
+def test_tracking_on_real_grid_clip(shared_data):
+    """On a real GRID clip the tracked mouth stays within a few pixels of per-frame detection."""
+    clip = shared_data / "grid-s1" / "video" / "bbaf2n.mp4"
+    if not clip.exists():
+        pytest.skip("GRID s1 videos not present")
+    frames, fps = read_video(clip, gray=True)
+    frames = frames[:15]
+    tracked, valid = mouth_poses(frames)
+    ref, vref = mouth_poses(frames, per_frame=True)
+    assert valid.all() and vref.all()
+    d = np.hypot(*(tracked[:, :2] - ref[:, :2]).T)
+    assert d.mean() < 2.5 and d.max() < 6
+    assert np.abs(tracked[:, 2] - ref[:, 2]).mean() < 3

@@ -323,11 +323,24 @@ def _cascade(name: str):
     return c
 
 
-class MouthDetector:
-    """Per-frame face + mouth pose from OpenCV Haar cascades (bundled, offline).
+def _cascade_faces(img: np.ndarray, min_side: int, max_side: int | None = None) -> np.ndarray:
+    """Face boxes [n,4] (x, y, w, h) in ``img`` pixels: the default frontal-face cascade,
+    then the alt2 one when the first finds nothing."""
+    kw: dict = {"scaleFactor": 1.1, "minSize": (min_side, min_side)}
+    if max_side is not None:
+        kw["maxSize"] = (max_side, max_side)
+    faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(img, minNeighbors=5, **kw)
+    if len(faces) == 0:
+        faces = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(img, minNeighbors=4, **kw)
+    return np.asarray(faces, dtype=np.float64).reshape(-1, 4)
 
-    ``detect_side`` is the image size the face cascade runs at (bigger finds smaller faces,
-    costs time). ``prev`` (the last pose) picks the face nearest it when several are found.
+
+class MouthDetector:
+    """Face + mouth pose from OpenCV Haar cascades (bundled, offline).
+
+    ``detect_side`` is the image size the full-frame face search runs at (bigger finds
+    smaller faces, costs time). ``prev`` (the last pose) picks the face nearest it when
+    several are found.
     """
 
     def __init__(self, detect_side: int = 360, min_face_frac: float = 0.12, use_eyes: bool = True):
@@ -336,7 +349,7 @@ class MouthDetector:
         self.use_eyes = use_eyes
 
     def detect_face(self, gray: np.ndarray, prev: MouthPose | None = None):
-        """Face box (x, y, w, h) in ``gray`` pixels, or None."""
+        """Face box (x, y, w, h) in ``gray`` pixels, searched over the whole frame, or None."""
         import cv2
 
         h, w = gray.shape[:2]
@@ -344,16 +357,9 @@ class MouthDetector:
         small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) if s < 1 else gray
         small = cv2.equalizeHist(small)
         min_face = max(24, int(self.min_face_frac * min(small.shape)))
-        faces = _cascade("haarcascade_frontalface_default.xml").detectMultiScale(
-            small, scaleFactor=1.1, minNeighbors=5, minSize=(min_face, min_face)
-        )
-        if len(faces) == 0:
-            faces = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(
-                small, scaleFactor=1.1, minNeighbors=4, minSize=(min_face, min_face)
-            )
-        if len(faces) == 0:
+        boxes = _cascade_faces(small, min_face) / s
+        if len(boxes) == 0:
             return None
-        boxes = np.asarray(faces, dtype=np.float64) / s
         if prev is not None and len(boxes) > 1:
             # Tracking: the face whose expected mouth is nearest the last mouth.
             mx = boxes[:, 0] + boxes[:, 2] / 2
@@ -362,6 +368,35 @@ class MouthDetector:
         else:
             i = int(np.argmax(boxes[:, 2] * boxes[:, 3]))
         return tuple(float(v) for v in boxes[i])
+
+    def detect_face_near(self, gray: np.ndarray, box, margin: float = 0.35, face_px: int = 80):
+        """Face box near ``box`` (x, y, w, h), or None: the cheap re-detection of a tracker.
+
+        Searches only a window ``margin`` face widths around ``box``, downscaled so the face
+        is about ``face_px`` wide, for faces 0.75-1.35 times its size; the one whose centre
+        is nearest ``box``'s wins.
+        """
+        import cv2
+
+        x, y, w, h = box
+        H, W = gray.shape[:2]
+        x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
+        x1, y1 = min(W, math.ceil(x + (1 + margin) * w)), min(H, math.ceil(y + (1 + margin) * h))
+        if x1 - x0 < 0.75 * w or y1 - y0 < 0.75 * h:
+            return None
+        win = gray[y0:y1, x0:x1]
+        s = min(1.0, face_px / w)
+        if s < 1:
+            size = (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s)))
+            win = cv2.resize(win, size, interpolation=cv2.INTER_AREA)
+        sx, sy = (x1 - x0) / win.shape[1], (y1 - y0) / win.shape[0]
+        fw = w * win.shape[1] / (x1 - x0)
+        boxes = _cascade_faces(cv2.equalizeHist(win), max(24, int(0.75 * fw)), math.ceil(1.35 * fw))
+        if len(boxes) == 0:
+            return None
+        boxes = boxes * [sx, sy, sx, sy] + [x0, y0, 0, 0]
+        d = (boxes[:, 0] + boxes[:, 2] / 2 - x - w / 2) ** 2 + (boxes[:, 1] + boxes[:, 3] / 2 - y - h / 2) ** 2
+        return tuple(float(v) for v in boxes[int(np.argmin(d))])
 
     def _eyes(self, gray: np.ndarray, box) -> tuple[np.ndarray, np.ndarray] | None:
         """Left and right eye centres inside the face box, or None if not both are clear."""
@@ -401,11 +436,12 @@ class MouthDetector:
             return None
         return el, er
 
-    def detect(self, gray: np.ndarray, prev: MouthPose | None = None) -> MouthPose | None:
-        """Mouth pose in one grayscale frame, or None when no face is found."""
-        box = self.detect_face(gray, prev)
-        if box is None:
-            return None
+    def pose_from_box(self, gray: np.ndarray, box) -> MouthPose:
+        """Mouth pose from a face box (and the eyes inside it, when both are found)."""
+        return self.pose_and_eyes(gray, box)[0]
+
+    def pose_and_eyes(self, gray: np.ndarray, box) -> tuple[MouthPose, bool]:
+        """(mouth pose from a face box, whether both eyes were found and used)."""
         x, y, w, h = box
         # Face-box estimate: upright face, mouth at fixed fractions of the box.
         iod = _IOD_IN_BOX * w
@@ -423,7 +459,238 @@ class MouthDetector:
             ey = mid[1] + math.cos(angle) * _MOUTH_BELOW_EYES * iod_e
             # Average the two estimates: each has independent errors.
             cx, cy, iod = (cx + ex) / 2, (cy + ey) / 2, (iod + iod_e) / 2
-        return MouthPose(cx, cy, _ROI_SIDE_IOD * iod, angle)
+        return MouthPose(cx, cy, _ROI_SIDE_IOD * iod, angle), eyes is not None
+
+    def detect(self, gray: np.ndarray, prev: MouthPose | None = None) -> MouthPose | None:
+        """Mouth pose in one grayscale frame (whole-frame search), or None when no face is found."""
+        box = self.detect_face(gray, prev)
+        return None if box is None else self.pose_from_box(gray, box)
+
+
+# ----------------------------------------------------------------------------- tracking
+
+
+@dataclass(frozen=True)
+class RoiTracking:
+    """Detect-then-track settings of :func:`extract_mouth_rois`.
+
+    A whole-frame detection starts a track; a reference patch of the upper face (eyes to
+    nose: rigid, unlike the speaking mouth) is then followed frame to frame by normalised
+    cross-correlation in a small search region of a downscaled frame. Every
+    ``detect_every`` frames the face is re-detected in a window around the tracked box;
+    the mouth pose of each frame is the tracked patch position plus the (median-smoothed,
+    interpolated) mouth offset those detections measured, so the detector's jitter is
+    averaged out and tracker drift is corrected.
+    """
+
+    detect_every: int = 5  # frames between re-detections while tracking
+    retry_every: int = 5  # most frames between whole-frame searches while no face is held
+    track_face_px: int = 64  # the patch is followed at the pyramid level where the face is >= this wide
+    search_frac: float = 0.15  # search margin per frame, in face widths
+    min_score: float = 0.5  # correlation below this: the track is lost
+    refresh_score: float = 0.8  # correlation below this: the patch is re-cut from the current frame
+    window_frac: float = 0.35  # re-detection window around the tracked face box, in face widths
+    detect_face_px: int = 80  # face width the re-detection runs at
+    max_misses: int = 3  # consecutive failed re-detections that end a track
+    rescale_frac: float = 0.15  # re-detected face size change that re-cuts the patch
+
+    def __post_init__(self) -> None:
+        for name in ("detect_every", "retry_every", "track_face_px", "detect_face_px", "max_misses"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RoiTracking.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.min_score <= self.refresh_score <= 1:
+            raise ValueError("RoiTracking: need 0 <= min_score <= refresh_score <= 1")
+
+
+# Reference patch, in face-box fractions: eyes to just below the nose, inside the cheeks.
+_PATCH_X = (0.18, 0.82)
+_PATCH_Y = (0.20, 0.68)
+_MIN_PATCH_STD = 2.0  # grey levels: a flatter patch has nothing to correlate
+
+
+@dataclass
+class _Track:
+    """One unbroken track: the reference patch, where it was found, and detections along it."""
+
+    level: int  # pyramid level the patch lives at (each level halves the frame)
+    patch: np.ndarray  # uint8 reference patch at that level
+    box: tuple  # face box (full-resolution pixels) of the last detection
+    box_pos: np.ndarray  # patch centre when that detection was made
+    pos: dict  # frame -> patch centre (x, y) in full-resolution pixels
+    keys: list  # (frame, detected MouthPose, eyes found) in frame order
+    last_try: int  # frame of the last detection attempt
+    misses: int = 0
+
+
+def _pyramid(gray: np.ndarray, level: int) -> np.ndarray:
+    import cv2
+
+    for _ in range(level):
+        gray = cv2.pyrDown(gray)
+    return gray
+
+
+def _cut_patch(gray: np.ndarray, level: int, centre: np.ndarray, box) -> np.ndarray:
+    """The reference patch centred (sub-pixel) on ``centre``, sized from face ``box``."""
+    import cv2
+
+    f = 2.0**level
+    size = (max(8, round((_PATCH_X[1] - _PATCH_X[0]) * box[2] / f)), max(8, round((_PATCH_Y[1] - _PATCH_Y[0]) * box[3] / f)))
+    return cv2.getRectSubPix(_pyramid(gray, level), size, (float(centre[0] / f), float(centre[1] / f)))
+
+
+def _patch_centre(box) -> np.ndarray:
+    x, y, w, h = box
+    return np.array([x + w * sum(_PATCH_X) / 2, y + h * sum(_PATCH_Y) / 2])
+
+
+def _start_track(gray: np.ndarray, t: int, box, key: tuple, cfg: RoiTracking) -> _Track | None:
+    """A track from a detection at frame ``t``; None if the face has no texture to follow."""
+    level = max(0, int(math.floor(math.log2(max(1.0, box[2] / cfg.track_face_px)))))
+    centre = _patch_centre(box)
+    patch = _cut_patch(gray, level, centre, box)
+    if float(patch.std()) < _MIN_PATCH_STD:
+        return None
+    return _Track(level, patch, box, centre, {t: centre}, [(t, *key)], t)
+
+
+def _peak_offset(left: float, mid: float, right: float) -> float:
+    """Sub-pixel peak position (-0.5..0.5) of a parabola through three samples."""
+    den = left - 2 * mid + right
+    return 0.0 if den >= 0 else float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+
+
+def _follow(tr: _Track, gray: np.ndarray, t: int, src: int, cfg: RoiTracking) -> bool:
+    """Find the patch in frame ``t`` near where it was in frame ``src``; False if lost."""
+    import cv2
+
+    f = 2.0**tr.level
+    img = _pyramid(gray, tr.level)
+    ph, pw = tr.patch.shape
+    m = max(2, math.ceil(cfg.search_frac * tr.box[2] / f))
+    c = tr.pos[src] / f
+    x0, y0 = round(c[0] - (pw - 1) / 2) - m, round(c[1] - (ph - 1) / 2) - m
+    xa, ya = max(0, x0), max(0, y0)
+    xb, yb = min(img.shape[1], x0 + pw + 2 * m), min(img.shape[0], y0 + ph + 2 * m)
+    if xb - xa < pw + 2 or yb - ya < ph + 2:
+        return False  # the face left the frame
+    res = np.nan_to_num(cv2.matchTemplate(img[ya:yb, xa:xb], tr.patch, cv2.TM_CCOEFF_NORMED), nan=-1.0)
+    j, i = np.unravel_index(int(np.argmax(res)), res.shape)
+    score = float(res[j, i])
+    if score < cfg.min_score:
+        return False
+    dx = _peak_offset(res[j, i - 1], res[j, i], res[j, i + 1]) if 0 < i < res.shape[1] - 1 else 0.0
+    dy = _peak_offset(res[j - 1, i], res[j, i], res[j + 1, i]) if 0 < j < res.shape[0] - 1 else 0.0
+    centre = np.array([xa + i + dx + (pw - 1) / 2, ya + j + dy + (ph - 1) / 2]) * f
+    tr.pos[t] = centre
+    if score < cfg.refresh_score:  # appearance drifted: follow the face as it looks now
+        tr.patch = _cut_patch(gray, tr.level, centre, tr.box)
+    return True
+
+
+def _redetect(tr: _Track, det: MouthDetector, gray: np.ndarray, t: int, cfg: RoiTracking) -> None:
+    """Re-detect the face in a window around where the track puts it (frame ``t``)."""
+    tr.last_try = t
+    shift = tr.pos[t] - tr.box_pos
+    pred = (tr.box[0] + shift[0], tr.box[1] + shift[1], tr.box[2], tr.box[3])
+    box = det.detect_face_near(gray, pred, cfg.window_frac, cfg.detect_face_px)
+    if box is None:
+        tr.misses += 1
+        return
+    tr.misses = 0
+    tr.keys.append((t, *det.pose_and_eyes(gray, box)))
+    if abs(box[2] / tr.box[2] - 1) > cfg.rescale_frac:  # the face grew or shrank: re-cut
+        tr.patch = _cut_patch(gray, tr.level, tr.pos[t], box)
+    tr.box, tr.box_pos = box, tr.pos[t]
+
+
+def _running_median(a: np.ndarray, window: int) -> np.ndarray:
+    half = window // 2
+    return np.stack([np.median(a[max(0, k - half) : k + half + 1], axis=0) for k in range(len(a))])
+
+
+def _track_poses(tr: _Track) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, poses [n,4]) of a track: patch position + interpolated detected mouth offset."""
+    frames = np.array(sorted(tr.pos))
+    # The box-only estimate sits a few pixels off the box+eyes one, and its ROI is smaller:
+    # mixing the two makes the ROI jump, so detections with both eyes win when there are any.
+    keys = [k for k in tr.keys if k[2]] or tr.keys
+    kt = np.array([t for t, _, _ in keys], dtype=np.float64)
+    kp = np.array([p.as_array() for _, p, _ in keys])
+    kpos = np.array([tr.pos[t] for t, _, _ in keys])
+    # Offsets median-smoothed over neighbouring detections: one bad detection moves nothing.
+    vals = _running_median(np.column_stack([kp[:, :2] - kpos, kp[:, 2:]]), 3)
+    cols = np.stack([np.interp(frames, kt, vals[:, j]) for j in range(4)], axis=1)
+    pos = np.array([tr.pos[t] for t in frames])
+    cols[:, :2] += pos
+    return frames, cols
+
+
+def _acquire(det: MouthDetector, gray: np.ndarray, t: int, prev: MouthPose | None, cfg: RoiTracking) -> _Track | None:
+    """A new track from a whole-frame detection in frame ``t``, or None."""
+    box = det.detect_face(gray, prev)
+    return None if box is None else _start_track(gray, t, box, det.pose_and_eyes(gray, box), cfg)
+
+
+def track_mouth_poses(
+    grays: list[np.ndarray], detector: MouthDetector | None = None, cfg: RoiTracking | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw mouth poses [T,4] (cx, cy, side, angle) and validity [T]: detect, then track.
+
+    A frame is valid when a track covers it: the patch was found there with a good
+    correlation and a detection confirmed the face within ``max_misses`` re-detections.
+    Without a face, whole-frame searches back off from every frame to every
+    ``retry_every`` frames; a face found late is also tracked backwards over the frames
+    before it.
+    """
+    det = detector or MouthDetector()
+    cfg = cfg or RoiTracking()
+    tracks: list[_Track] = []
+    cur: _Track | None = None
+    lost_since, next_try, gap, prev = 0, 0, 1, None
+    for t, g in enumerate(grays):
+        if cur is not None:
+            if _follow(cur, g, t, t - 1, cfg):
+                if t - cur.last_try >= cfg.detect_every:
+                    _redetect(cur, det, g, t, cfg)
+                if cur.misses >= cfg.max_misses:
+                    cur, lost_since, next_try, gap = None, t + 1, t + 1, 1
+                continue
+            cur, lost_since, next_try, gap = None, t, t, 1
+        if t < next_try:
+            continue
+        cur = _acquire(det, g, t, prev, cfg)
+        if cur is None:
+            # Back off: retry 1, 2, 4, ... frames later, at most every ``retry_every``.
+            next_try, gap = t + gap, min(2 * gap, cfg.retry_every)
+            continue
+        prev = cur.keys[0][1]
+        tracks.append(cur)
+        for b in range(t - 1, lost_since - 1, -1):  # backwards over the frames it was missed in
+            if not _follow(cur, grays[b], b, b + 1, cfg):
+                break
+    poses = np.zeros((len(grays), 4))
+    valid = np.zeros(len(grays), dtype=bool)
+    for tr in tracks:
+        frames, p = _track_poses(tr)
+        poses[frames], valid[frames] = p, True
+    return poses, valid
+
+
+def detect_mouth_poses(
+    grays: list[np.ndarray], detector: MouthDetector | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw mouth poses [T,4] and validity [T] from a whole-frame detection in every frame
+    (the reference the tracker is measured against; ~5x slower)."""
+    det = detector or MouthDetector()
+    poses = np.zeros((len(grays), 4))
+    valid = np.zeros(len(grays), dtype=bool)
+    prev: MouthPose | None = None
+    for t, g in enumerate(grays):
+        p = det.detect(g, prev)
+        if p is not None:
+            poses[t], valid[t], prev = p.as_array(), True, p
+    return poses, valid
 
 
 # ----------------------------------------------------------------------------- smoothing, crop
@@ -481,7 +748,40 @@ def _to_gray(frame: np.ndarray) -> np.ndarray:
 
     if frame.ndim == 3:
         return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
-    return frame
+    return np.ascontiguousarray(frame)
+
+
+def mouth_poses(
+    frames: np.ndarray,
+    detector: MouthDetector | None = None,
+    smooth: int = 5,
+    tracking: RoiTracking | None = None,
+    per_frame: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed mouth poses [T,4] (cx, cy, side, angle) and validity [T] of ``frames``.
+
+    Detect-then-track by default (``tracking`` settings); ``per_frame`` runs the whole-frame
+    detector on every frame instead (the slow reference).
+    """
+    grays = [_to_gray(f) for f in frames]
+    if per_frame:
+        poses, valid = detect_mouth_poses(grays, detector)
+    else:
+        poses, valid = track_mouth_poses(grays, detector, tracking)
+    return smooth_poses(poses, valid, smooth), valid
+
+
+def rois_from_poses(frames: np.ndarray, poses: np.ndarray, valid: np.ndarray, size: int = ROI_SIZE) -> np.ndarray:
+    """Crop the ROI of every valid frame; an invalid frame repeats the last valid ROI
+    (a neutral grey frame before the first)."""
+    rois = np.full((len(frames), size, size), NEUTRAL_GREY, dtype=np.float32)
+    last = None
+    for t, f in enumerate(frames):
+        if valid[t]:
+            last = crop_roi(_to_gray(f), poses[t], size)
+        if last is not None:
+            rois[t] = last
+    return rois
 
 
 def extract_mouth_rois(
@@ -489,36 +789,34 @@ def extract_mouth_rois(
     size: int = ROI_SIZE,
     detector: MouthDetector | None = None,
     smooth: int = 5,
+    tracking: RoiTracking | None = None,
+    per_frame: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mouth ROIs float32 [T,size,size] in 0..1 and a validity mask bool [T].
 
-    ``frames``: uint8 [T,H,W,3] RGB or [T,H,W] gray. Frames without a face are marked False
-    and get the last valid ROI (a neutral grey frame before the first detection).
+    ``frames``: uint8 [T,H,W,3] RGB or [T,H,W] gray. The face is detected, then tracked
+    (see :class:`RoiTracking`; ``per_frame=True`` detects in every frame instead). Frames
+    where no face is held are marked False and get the last valid ROI (a neutral grey
+    frame before the first). When no face is found in any frame the mask is all False
+    (``not valid.any()``) and every ROI is neutral grey: callers should say so and run
+    audio-only rather than trust the ROIs.
     """
-    det = detector or MouthDetector()
-    grays = [_to_gray(f) for f in frames]
-    poses = np.zeros((len(grays), 4))
-    valid = np.zeros(len(grays), dtype=bool)
-    prev: MouthPose | None = None
-    for t, g in enumerate(grays):
-        p = det.detect(g, prev)
-        if p is not None:
-            poses[t], valid[t], prev = p.as_array(), True, p
-    poses = smooth_poses(poses, valid, smooth)
-    rois = np.full((len(grays), size, size), NEUTRAL_GREY, dtype=np.float32)
-    last = None
-    for t, g in enumerate(grays):
-        if valid[t]:
-            last = crop_roi(g, poses[t], size)
-        if last is not None:
-            rois[t] = last
-    return rois, valid
+    poses, valid = mouth_poses(frames, detector, smooth, tracking, per_frame)
+    return rois_from_poses(frames, poses, valid, size), valid
 
 
 def extract_mouth_rois_from_video(
-    path: str | os.PathLike, size: int = ROI_SIZE, max_side: int = 640, smooth: int = 5
+    path: str | os.PathLike,
+    size: int = ROI_SIZE,
+    max_side: int = 640,
+    smooth: int = 5,
+    tracking: RoiTracking | None = None,
+    per_frame: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Decode a video (gray, downscaled to ``max_side``) and extract (rois, valid, fps)."""
+    """Decode a video (gray, downscaled to ``max_side``) and extract (rois, valid, fps).
+
+    ``valid`` is all False when no face was ever found (see :func:`extract_mouth_rois`).
+    """
     frames, fps = read_video(path, gray=True, max_side=max_side)
-    rois, valid = extract_mouth_rois(frames, size=size, smooth=smooth)
+    rois, valid = extract_mouth_rois(frames, size=size, smooth=smooth, tracking=tracking, per_frame=per_frame)
     return rois, valid, fps
