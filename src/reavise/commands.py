@@ -78,7 +78,9 @@ def train_values(
         if mc is not None and not isinstance(mc, dict):
             raise ReaviseError(f"{config}: model_config must be a mapping, got {mc!r}")
         origins.update({f"model_config.{k}": str(config) for k in mc or {}})
-    values.setdefault("model", model)
+    if "model" not in values:
+        values["model"] = model
+        origins["model"] = "--model"
     values["model_config"] = dict(values.get("model_config") or {})
     model_origins: dict[str, str] = {}
     values["model_config"].update(parse_settings(model_set, "--model-set", model_origins))
