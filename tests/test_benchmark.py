@@ -243,7 +243,7 @@ def test_config_file_problems(tmp_path):
         load_config(tmp_path / "none.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("corpus: [1,\n")
-    with pytest.raises(ReaviseError, match="not valid YAML at line"):
+    with pytest.raises(ReaviseError, match="YAML syntax error at line"):
         load_config(bad)
     bad.write_text("")
     with pytest.raises(ReaviseError, match="config is empty"):

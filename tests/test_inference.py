@@ -38,7 +38,7 @@ def test_unknown_algorithm_and_setting():
         build_algorithm("gibbs")
     with pytest.raises(ReaviseError, match="unknown settings"):
         build_algorithm("mcem", n_steps=3)
-    with pytest.raises(ReaviseError, match="'mcem': n_mh must exceed burn_in"):
+    with pytest.raises(ReaviseError, match="'mcem': burn_in must be smaller than n_mh"):
         build_algorithm("mcem", n_mh=10, burn_in=10)
     with pytest.raises(ReaviseError, match="prior_weight must be positive"):
         build_algorithm("mcem", prior_weight=0)

@@ -73,5 +73,5 @@ def test_tensorboard_logger_and_bad_logger(wav_folder, tmp_path):
 
     train(wav_folder, tmp_path / "tb", _cfg(epochs=1, logger="tensorboard"), progress=False)
     assert list((tmp_path / "tb" / "tb").rglob("events.out.tfevents.*"))
-    with pytest.raises(ReaviseError, match="unknown logger"):
+    with pytest.raises(ReaviseError, match="logger must be one of csv, tensorboard"):
         train(wav_folder, tmp_path / "x", _cfg(epochs=1, logger="wandb"), progress=False)

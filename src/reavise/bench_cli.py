@@ -6,13 +6,25 @@ from pathlib import Path
 
 import typer
 
+from .cli import SEED_MAX, output_dir
+from .cli import device as device_option
+
 
 def benchmark(
-    config: Path = typer.Argument(..., help="Benchmark YAML (see configs/quick.yaml)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumed if it exists)."),
-    workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per CPU core; 1 on cuda)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N]."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the config's)."),
+    config: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Benchmark YAML (see configs/quick.yaml)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", file_okay=False, callback=output_dir,
+        help="Output folder (resumed if it exists).",
+    ),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Worker processes (0: one per CPU core; 1 on cuda)."
+    ),
+    device: str = typer.Option("cpu", "--device", callback=device_option, help="cpu or cuda[:N]."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, max=SEED_MAX, help="Random seed (default: the config's)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train/load priors, make mixtures, run every method on them, write results and tables."""
@@ -34,9 +46,16 @@ def benchmark(
 
 
 def report(
-    run: Path = typer.Argument(..., help="Benchmark output folder (with results.csv)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder (default RUN/report)."),
-    seed: int = typer.Option(0, "--seed", help="Accepted for uniformity; the report is deterministic."),
+    run: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Benchmark output folder (with results.csv)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", file_okay=False, callback=output_dir,
+        help="Report folder (default RUN/report).",
+    ),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=SEED_MAX, help="Accepted for uniformity; the report is deterministic."
+    ),
 ) -> None:
     """Write a static HTML report (index.html; tables, plots, audio examples), no server needed."""
     from .report import write_report

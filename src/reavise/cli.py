@@ -1,11 +1,22 @@
-"""The ``reavise`` command line: one entry point, one subcommand per job."""
+"""The ``reavise`` command line: one entry point, one subcommand per job.
+
+Every user error ends as one line ``error: ...`` on stderr and exit code 2: ReaviseError
+from the work, usage errors from typer (which bundles its own click: ``typer._click``), and
+file-system errors. Option values are checked while the command line is parsed: integer
+bounds with ``min=``, every float must be finite, and the callbacks below.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import types
+import typing
+from pathlib import Path
 
 import typer
+from typer import _click
 
 from .errors import ReaviseError
 
@@ -16,40 +27,237 @@ app = typer.Typer(
     add_completion=False,
 )
 
+#: option bounds shared by every command
+SEED_MAX = 2**32 - 1
 
+
+# --- option callbacks (typer calls them with the parsed value) -----------------------------
+def positive(value: float | None) -> float | None:
+    """A float option that must be > 0."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be positive, got {value:g}")
+    return value
+
+
+def fraction(value: float | None) -> float | None:
+    """A float option in [0, 1)."""
+    if value is not None and not 0 <= value < 1:
+        raise typer.BadParameter(f"must be at least 0 and below 1, got {value:g}")
+    return value
+
+
+def device(value: str | None) -> str | None:
+    """A torch device that exists here (cpu, cuda[:N] with a GPU, mps on a Mac)."""
+    from .validate import check_device
+
+    if value is None:
+        return value
+    try:
+        return check_device(value)
+    except ReaviseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def output_dir(value: Path | None) -> Path | None:
+    """An output folder that is not a file and can be created and written."""
+    from .validate import check_output_dir
+
+    if value is None:
+        return value
+    try:
+        return check_output_dir(value)
+    except ReaviseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def output_file(value: Path | None) -> Path | None:
+    """An output file that is not a folder and whose folder can be written."""
+    from .validate import check_output_file
+
+    if value is None:
+        return value
+    try:
+        return check_output_file(value)
+    except ReaviseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+# --- the command tree ----------------------------------------------------------------------
 def _register() -> None:
     """Attach the subcommands; each lives in the module that does the work."""
+    if getattr(_register, "done", False):
+        return
     from .data.cli import app as data_app
 
     app.add_typer(data_app, name="data")
     from . import commands  # noqa: F401  (registers train/enhance/evaluate/... on `app`)
 
+    _register.done = True
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    # libraries' INFO records propagate to the root handler too: print them once (their own)
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.WARNING)
+
+def iter_commands(command, path: tuple[str, ...] = ()):
+    """(path, click command) for every leaf command of the tree under ``command``."""
+    subs = getattr(command, "commands", None)
+    if subs:
+        for name, sub in sorted(subs.items()):
+            yield from iter_commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def is_float_param(param) -> bool:
+    """Whether a typer parameter holds a float (``float`` or ``float | None``)."""
+    ann = param.type_descriptor.annotation
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        ann = args[0] if len(args) == 1 else None
+    return ann is float
+
+
+def _finite(callback):
+    def check(ctx, param, value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _click.exceptions.BadParameter(
+                f"must be a finite number, got {value}", ctx=ctx, param=param
+            )
+        return callback(ctx, param, value) if callback is not None else value
+
+    return check
+
+
+def build_command():
+    """The click command tree of ``app``, with every float option checked to be finite."""
     _register()
+    root = typer.main.get_command(app)
+    for _, cmd in iter_commands(root):
+        for param in cmd.params:
+            if hasattr(param, "type_descriptor") and is_float_param(param):
+                param.callback = _finite(param.callback)
+    return root
+
+
+# --- errors as one line --------------------------------------------------------------------
+def _param_name(param) -> str:
+    if param is None:
+        return ""
+    if param.param_type_name == "option":
+        longs = [o for o in param.opts if o.startswith("--")]
+        return (longs or param.opts)[0]
+    return param.metavar or (param.name or "").upper()
+
+
+_PYDANTIC = {
+    "int_parsing": "must be an integer, got {input!r}",
+    "int_from_float": "must be an integer, got {input}",
+    "float_parsing": "must be a number, got {input!r}",
+    "bool_parsing": "must be true or false, got {input!r}",
+    "greater_than_equal": "must be at least {ge}, got {input}",
+    "greater_than": "must be greater than {gt}, got {input}",
+    "less_than_equal": "must be at most {le}, got {input}",
+    "less_than": "must be less than {lt}, got {input}",
+    "finite_number": "must be a finite number, got {input}",
+}
+
+
+def _bad_value(exc) -> str:
+    """What is wrong with the value of a BadParameter (pydantic's reason made short)."""
+    cause = exc.__cause__
+    errors = getattr(cause, "errors", None)
+    if callable(errors):
+        try:
+            err = errors()[0]
+        except Exception:  # noqa: BLE001  (fall back to typer's text)
+            err = None
+        if err is not None:
+            fmt = _PYDANTIC.get(err.get("type"))
+            fields = {"input": err.get("input"), **(err.get("ctx") or {})}
+            if fmt is not None:
+                return fmt.format(**fields)
+            msg = str(err.get("msg", "")).rstrip(".")
+            return f"{msg[:1].lower()}{msg[1:]}, got {fields['input']!r}"
+    msg = str(exc.message).strip().rstrip(".")
+    return msg[:1].lower() + msg[1:]
+
+
+def usage_message(exc) -> str:
+    """One line for a typer/click usage error."""
+    param = getattr(exc, "param", None)
+    ctx = getattr(exc, "ctx", None)
+    see = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    if isinstance(exc, _click.exceptions.MissingParameter):
+        kind = exc.param_type or (param.param_type_name if param is not None else "parameter")
+        return f"missing {kind} {_param_name(param)}{see}".replace("  ", " ")
+    if isinstance(exc, _click.exceptions.BadParameter):
+        name = _param_name(param) or (exc.param_hint if isinstance(exc.param_hint, str) else "")
+        return f"{name}: {_bad_value(exc)}" if name else _bad_value(exc)
+    msg = " ".join(str(exc.format_message()).split())
+    return f"{msg[:1].lower()}{msg[1:]}{see}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int = 2) -> typing.NoReturn:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+class _LowerLevel(logging.Formatter):
+    """``warning: message`` (the project's one-line style)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (also when a caller swapped it, as tests do)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+def _setup_logging() -> None:
+    """Warnings (ours and libraries') as ``warning: ...`` lines on stderr, once each."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setLevel(logging.WARNING)  # libraries' INFO records propagate here too
+        handler.setFormatter(_LowerLevel())
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    _setup_logging()
+    command = build_command()
     try:
-        rc = app(standalone_mode=False)
+        rc = command.main(
+            args=sys.argv[1:] if argv is None else argv, prog_name="reavise", standalone_mode=False
+        )
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except ReaviseError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc))
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except _click.exceptions.NoArgsIsHelpError:
+        sys.exit(2)  # the help text is already printed
+    except _click.exceptions.ClickException as exc:
+        _fail(usage_message(exc))
+    except OSError as exc:  # a file the checks above did not foresee (disk full, permissions)
+        where = exc.filename if exc.filename is not None else ""
+        _fail(f"{where}: {exc.strerror or exc}" if where else f"{exc.strerror or exc}")

@@ -9,21 +9,40 @@ import typer
 import yaml
 
 from . import evaluate_cli
-from .cli import app
-from .errors import ReaviseError
+from .cli import SEED_MAX, app, output_dir, output_file, positive
+from .cli import device as device_option
+from .errors import ReaviseError, SettingError
 
 evaluate_cli.register(app)
 
 
-def parse_settings(items: list[str] | None) -> dict:
-    """``key=value`` pairs (values parsed as YAML scalars: 10, 0.01, true, [128, 64])."""
+def parse_settings(
+    items: list[str] | None, flag: str = "--set", origins: dict[str, str] | None = None
+) -> dict:
+    """``key=value`` pairs (values parsed as YAML scalars: 10, 0.01, true, [128, 64]).
+
+    ``origins`` (when given) records ``key -> "--set key=value"`` for error messages.
+    """
     out = {}
     for item in items or []:
-        if "=" not in item:
-            raise ReaviseError(f"--set {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
+        k, sep, v = item.partition("=")
+        key = k.strip().replace("-", "_")
+        if not sep or not key:
+            raise ReaviseError(f"{flag} {item!r}: expected key=value")
+        try:
+            out[key] = yaml.safe_load(v)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ReaviseError(f"{flag} {item}: not a YAML value ({problem})") from None
+        if origins is not None:
+            origins[key] = f"{flag} {item}"
     return out
+
+
+def explain(exc: SettingError, origins: dict[str, str]) -> ReaviseError:
+    """A setting's error prefixed with where its value came from (a flag, a YAML file)."""
+    origin = origins.get(exc.key)
+    return ReaviseError(f"{origin}: {exc.key} {exc.problem}") if origin else exc
 
 
 def set_threads(threads: int | None) -> None:
@@ -33,71 +52,129 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def train_values(
+    config: Path | None,
+    model: str,
+    model_set: list[str] | None,
+    train_set: list[str] | None,
+    flags: dict,
+    origins: dict[str, str],
+) -> dict:
+    """TrainConfig values from a YAML file, --model-set, --set and flags (later ones win)."""
+    from .validate import load_yaml
+
+    values: dict = {}
+    if config is not None:
+        values = load_yaml(config)
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise ReaviseError(
+                f"{config}: expected a mapping of train settings, got a {type(values).__name__}"
+            )
+        values = dict(values)
+        origins.update({str(k): str(config) for k in values})
+        mc = values.get("model_config")
+        if mc is not None and not isinstance(mc, dict):
+            raise ReaviseError(f"{config}: model_config must be a mapping, got {mc!r}")
+        origins.update({f"model_config.{k}": str(config) for k in mc or {}})
+    if "model" not in values:
+        values["model"] = model
+        origins["model"] = "--model"
+    values["model_config"] = dict(values.get("model_config") or {})
+    model_origins: dict[str, str] = {}
+    values["model_config"].update(parse_settings(model_set, "--model-set", model_origins))
+    origins.update({f"model_config.{k}": v for k, v in model_origins.items()})
+    values.update(parse_settings(train_set, "--set", origins))
+    for k, v in flags.items():
+        if v is not None:
+            values[k] = v
+            origins[k] = f"--{k.replace('_', '-')}"
+    return values
+
+
 @app.command()
 def train(
-    data: Path = typer.Argument(..., help="Corpus folder (manifest.jsonl) or folder of clean wavs."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: model.pt, last.ckpt, logs."),
+    data: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Corpus folder (manifest.jsonl) or folder of clean wavs."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", file_okay=False, callback=output_dir,
+        help="Run folder: model.pt, last.ckpt, logs.",
+    ),
     model: str = typer.Option("a-vae", help="Registered model name (see `reavise models`)."),
-    config: Path | None = typer.Option(None, help="YAML file with train settings and model_config."),
+    config: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="YAML file with train settings and model_config."
+    ),
     model_set: list[str] | None = typer.Option(None, "--model-set", help="Model config key=value."),
     train_set: list[str] | None = typer.Option(None, "--set", help="Train setting key=value."),
-    epochs: int | None = typer.Option(None, help="Maximum epochs."),
-    batch_size: int | None = typer.Option(None, help="Examples per batch."),
-    lr: float | None = typer.Option(None, help="Adam learning rate."),
-    max_minutes: float | None = typer.Option(None, help="Stop after this much wall time."),
+    epochs: int | None = typer.Option(None, min=1, help="Maximum epochs."),
+    batch_size: int | None = typer.Option(None, min=1, help="Examples per batch."),
+    lr: float | None = typer.Option(None, callback=positive, help="Adam learning rate."),
+    max_minutes: float | None = typer.Option(None, callback=positive, help="Stop after this much wall time."),
     accelerator: str | None = typer.Option(None, help="Lightning accelerator: auto, cpu, gpu."),
     devices: str | None = typer.Option(None, help="Devices: auto, 1, 2 (DDP), ..."),
     precision: str | None = typer.Option(None, help="32-true, 16-mixed, bf16-mixed."),
     logger: str | None = typer.Option(None, help="csv or tensorboard."),
     restart: bool = typer.Option(False, help="Ignore OUT/last.ckpt and start over."),
-    seed: int = typer.Option(0, help="Random seed."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
     quiet: bool = typer.Option(False, help="No progress bar."),
-) -> None:
+) -> None:  # fmt: skip
     """Train a speech prior on clean speech (resumes from OUT/last.ckpt)."""
     from .train import TrainConfig
     from .train import train as run_train
 
-    set_threads(threads)
-    values: dict = {}
-    if config is not None:
-        if not config.exists():
-            raise ReaviseError(f"{config}: no such config file")
-        values = yaml.safe_load(config.read_text()) or {}
-    values.setdefault("model", model)
-    values.setdefault("model_config", {})
-    values["model_config"].update(parse_settings(model_set))
-    values.update(parse_settings(train_set))
     flags = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes,
         "accelerator": accelerator, "devices": devices, "precision": precision, "logger": logger,
+        "seed": seed,
     }  # fmt: skip
-    for k, v in flags.items():
-        if v is not None:
-            values[k] = v
-    values["seed"] = seed
+    origins: dict[str, str] = {}
+    values = train_values(config, model, model_set, train_set, flags, origins)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(values) - known)
     if bad:
-        raise ReaviseError(f"unknown train settings {bad}; known: {sorted(known)}")
-    path = run_train(data, out, TrainConfig(**values), resume=not restart, progress=not quiet)
+        where = origins.get(bad[0], "")
+        raise ReaviseError(f"{where + ': ' if where else ''}unknown train settings {bad}; known: {sorted(known)}")
+    try:
+        cfg = TrainConfig(**values)
+    except SettingError as exc:
+        raise explain(exc, origins) from None
+    check_accelerator(cfg.accelerator, origins.get("accelerator", "accelerator"))
+    set_threads(threads)
+    path = run_train(data, out, cfg, resume=not restart, progress=not quiet)
     typer.echo(f"model: {path}")
+
+
+def check_accelerator(accelerator: str, origin: str) -> None:
+    """Refuse a GPU accelerator on a machine without CUDA before Lightning starts."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ReaviseError(f"{origin}: {accelerator!r} needs CUDA, which is not available on this machine")
 
 
 @app.command()
 def enhance(
-    inputs: list[Path] = typer.Argument(..., help="Noisy audio/video files or folders."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (*_enhanced.wav)."),
-    model: Path = typer.Option(..., "--model", "-m", help="reavise checkpoint (.pt)."),
+    inputs: list[Path] = typer.Argument(..., exists=True, help="Noisy audio/video files or folders."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", file_okay=False, callback=output_dir, help="Output folder (*_enhanced.wav)."
+    ),
+    model: Path = typer.Option(..., "--model", "-m", exists=True, dir_okay=False, help="reavise checkpoint (.pt)."),
     algo: str = typer.Option("vem", help="Inference algorithm: vem, mcem, langevin."),
     algo_set: list[str] | None = typer.Option(None, "--set", help="Algorithm setting key=value."),
-    lips: Path | None = typer.Option(None, help="Lips .npy for a single audio input."),
-    batch_size: int = typer.Option(4, help="Utterances enhanced together."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    lips: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Lips .npy for a single audio input."),
+    lips_fps: float | None = typer.Option(
+        None, callback=positive,
+        help="Frame rate of lips .npy files (default: 30, or 25 when only that fits the audio).",
+    ),
+    batch_size: int = typer.Option(4, min=1, help="Utterances enhanced together."),
+    device: str = typer.Option("cpu", callback=device_option, help="cpu, cuda, cuda:1, ..."),
     overwrite: bool = typer.Option(False, help="Redo outputs that already exist."),
-    seed: int = typer.Option(0, help="Random seed."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
-) -> None:
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+) -> None:  # fmt: skip
     """Enhance noisy speech with a trained prior (lips found beside each file if needed)."""
     from rich.console import Console
     from rich.progress import Progress
@@ -106,13 +183,19 @@ def enhance(
     from .inference import build_algorithm
     from .models.checkpoint import load_checkpoint
 
-    set_threads(threads)
+    origins: dict[str, str] = {}
+    settings = parse_settings(algo_set, "--set", origins)
+    try:
+        algorithm = build_algorithm(algo, **settings)
+    except SettingError as exc:
+        raise explain(exc, origins) from None
     prior = load_checkpoint(model, device=device)
-    algorithm = build_algorithm(algo, **parse_settings(algo_set))
-    jobs = plan_jobs(inputs, out, lips, prior.uses_video)
+    jobs = plan_jobs(inputs, out, lips, prior.uses_video, lips_fps)
+    set_threads(threads)
     errors: list[str] = []
     # progress and per-file errors on stderr; stdout keeps the one-line summary
-    with Progress(transient=True, console=Console(stderr=True)) as bar:
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"enhance ({algo})", total=len(jobs))
         stats = run_enhance(
             prior,
@@ -135,9 +218,11 @@ def enhance(
 
 @app.command("import-checkpoint")
 def import_checkpoint(
-    src: Path = typer.Argument(..., help="Published state_dict (e.g. A-VAE.pt)."),
-    dst: Path = typer.Argument(..., help="reavise checkpoint to write."),
-    seed: int = typer.Option(0, help="Accepted for uniformity; the conversion is deterministic."),
+    src: Path = typer.Argument(..., exists=True, dir_okay=False, help="Published state_dict (e.g. A-VAE.pt)."),
+    dst: Path = typer.Argument(..., dir_okay=False, callback=output_file, help="reavise checkpoint to write."),
+    seed: int = typer.Option(
+        0, min=0, max=SEED_MAX, help="Accepted for uniformity; the conversion is deterministic."
+    ),
 ) -> None:
     """Convert a published audio-only VAE (av-dkf/DVAE layout) into a reavise checkpoint."""
     from .models.checkpoint import import_published
@@ -148,7 +233,7 @@ def import_checkpoint(
 
 @app.command("models")
 def list_models(
-    seed: int = typer.Option(0, help="Accepted for uniformity; listing is deterministic."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Accepted for uniformity; listing is deterministic."),
 ) -> None:
     """List registered speech priors and inference algorithms with their settings."""
     del seed

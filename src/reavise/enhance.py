@@ -15,14 +15,14 @@ from .audio import SAMPLE_RATE, load_audio, write_wav
 from .errors import InputError, ReaviseError
 from .inference import enhance_waveforms
 from .inference.pipeline import VideoInput
-from .lips import VIDEO_FPS, load_lips
+from .lips import AV_TOLERANCE_S, lips_fps, load_lips
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXT = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 VIDEO_EXT = {".mp4", ".mkv", ".avi", ".mov", ".mpg", ".webm"}
-#: lips/audio duration mismatch tolerated (seconds) before an input is rejected
-AV_TOLERANCE_S = 0.25
+#: inputs quieter than this peak level are refused: their 16-bit output would be all zeros
+MIN_PEAK_DBFS = -70.0
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Job:
     out_audio: Path
     out_video: Path | None = None
     lips: Path | None = None
+    #: frame rate of ``lips`` (None: 30 fps, or 25 fps when only that fits the audio)
+    lips_fps: float | None = None
 
 
 def collect_inputs(paths: list[Path]) -> list[Path]:
@@ -62,12 +64,26 @@ def find_lips(audio: Path) -> Path | None:
 
 
 def plan_jobs(
-    inputs: list[Path], out_dir: Path, lips: Path | None, uses_video: bool
+    inputs: list[Path],
+    out_dir: Path,
+    lips: Path | None,
+    uses_video: bool,
+    lips_fps: float | None = None,
 ) -> list[Job]:
-    """Decide output paths; refuse to write over an input."""
+    """Decide output paths and lips files; refuse to write over an input.
+
+    Says (one warning line) when lips are ignored (audio-only model, video input) and when an
+    audio-visual model gets audio inputs without lips beside them (enhanced audio-only).
+    """
     files = collect_inputs(inputs)
     if lips is not None and len(files) != 1:
         raise ReaviseError("--lips names one lips file; give exactly one audio input with it")
+    if lips is not None and not uses_video:
+        log.warning(f"--lips {lips}: the model is audio-only; the lips are ignored")
+        lips = None
+    if lips is not None and files[0].suffix.lower() in VIDEO_EXT:
+        log.warning(f"--lips {lips}: {files[0].name} is a video; its own lips are used")
+        lips = None
     jobs = []
     resolved_inputs = {f.resolve() for f in files}
     for f in files:
@@ -78,40 +94,79 @@ def plan_jobs(
             if o is not None and o.resolve() in resolved_inputs:
                 raise ReaviseError(f"{o}: output would overwrite an input; choose another -o")
         lp = lips if lips is not None else (find_lips(f) if uses_video and not is_video else None)
-        jobs.append(Job(f, out, out_v, lp))
+        jobs.append(Job(f, out, out_v, lp, lips_fps))
+    _warn_missing_lips([j.source for j in jobs if uses_video and j.lips is None and j.out_video is None])
     return jobs
+
+
+def _warn_missing_lips(files: list[Path]) -> None:
+    """One warning line for audio inputs that an audio-visual model gets without lips."""
+    if not files:
+        return
+    if len(files) == 1:
+        f = files[0]
+        log.warning(
+            f"{f}: no lips beside it ({f.stem}.npy, {f.stem}_lips.npy or lips.npy): "
+            "enhanced audio-only"
+        )
+        return
+    names = ", ".join(f.name for f in files[:3]) + (", ..." if len(files) > 3 else "")
+    log.warning(f"{len(files)} audio inputs have no lips beside them ({names}): enhanced audio-only")
+
+
+def check_level(path: Path, x: np.ndarray) -> None:
+    """Refuse a near-silent input: its enhanced 16-bit output would be all zeros."""
+    peak = float(np.max(np.abs(x)))
+    dbfs = 20 * np.log10(max(peak, 1e-12))
+    if dbfs < MIN_PEAK_DBFS:
+        raise InputError(
+            f"{path}: near-silent (peak {dbfs:.0f} dBFS, below {MIN_PEAK_DBFS:.0f}): the enhanced "
+            "16-bit output would be all zeros; amplify the input first"
+        )
 
 
 def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
     """Audio waveform, lips (if the prior uses video), and decoded video frames (video input)."""
     if job.source.suffix.lower() in VIDEO_EXT:
-        from . import video as V
-
-        frames, fps = V.read_video(job.source)
-        audio = V.read_audio_track(job.source, SAMPLE_RATE)
-        if audio is None:
-            raise InputError(f"{job.source}: video has no audio track to enhance")
-        # codecs pad or delay the track a little: keep the length the frames imply
-        audio = audio[: int(round(len(frames) / fps * SAMPLE_RATE))]
-        if len(audio) < 1024 or not np.any(audio):
-            raise InputError(f"{job.source}: audio track is empty, silent or shorter than one frame")
-        lips = None
-        if uses_video:
-            roi, valid = V.extract_mouth_rois(frames)
-            lips = VideoInput(roi, fps, valid)
-        return audio, lips, (frames, fps)
+        return _load_video_job(job, uses_video)
     x = load_audio(job.source, warn=lambda m: log.warning(m))
+    check_level(job.source, x)
     if not uses_video or job.lips is None:
         return x, None, None
     frames = load_lips(job.lips)
-    dur_a = len(x) / SAMPLE_RATE
-    dur_v = len(frames) / VIDEO_FPS
-    if abs(dur_a - dur_v) > AV_TOLERANCE_S:
-        raise InputError(
-            f"{job.lips}: lips last {dur_v:.2f} s ({len(frames)} frames at {VIDEO_FPS:g} fps) but "
-            f"{job.source.name} lasts {dur_a:.2f} s"
+    fps = lips_fps(
+        job.lips, len(frames), job.source, len(x) / SAMPLE_RATE, job.lips_fps, warn=log.warning
+    )
+    return x, VideoInput(frames, fps), None
+
+
+def _load_video_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
+    """Audio track, mouth ROIs (AV prior) and frames of a video input."""
+    from . import video as V
+
+    frames, fps = V.read_video(job.source)
+    audio = V.read_audio_track(job.source, SAMPLE_RATE)
+    if audio is None:
+        raise InputError(f"{job.source}: video has no audio track to enhance")
+    # codecs pad or delay the track a little: keep the length the frames imply
+    video_s = len(frames) / fps
+    audio = audio[: int(round(video_s * SAMPLE_RATE))]
+    if len(audio) < 1024 or not np.any(audio):
+        raise InputError(f"{job.source}: audio track is empty, silent or shorter than one frame")
+    check_level(job.source, audio)
+    audio_s = len(audio) / SAMPLE_RATE
+    if video_s - audio_s > AV_TOLERANCE_S:
+        log.warning(
+            f"{job.source}: the audio track lasts {audio_s:.2f} s but the video {video_s:.2f} s: "
+            f"the enhanced video is silent after {audio_s:.2f} s"
         )
-    return x, VideoInput(frames, VIDEO_FPS), None
+    lips = None
+    if uses_video:
+        roi, valid = V.extract_mouth_rois(frames)
+        if valid is not None and not np.any(valid):
+            log.warning(f"{job.source}: no face found in any frame: enhanced audio-only")
+        lips = VideoInput(roi, fps, valid)
+    return audio, lips, (frames, fps)
 
 
 def run_enhance(

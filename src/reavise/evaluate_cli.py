@@ -6,25 +6,31 @@ from pathlib import Path
 
 import typer
 
+from .cli import SEED_MAX, output_file
 from .errors import InputError
 
 
 def evaluate(
-    est: Path = typer.Argument(..., metavar="EST", help="Enhanced WAV file, or a folder of them."),
+    est: Path = typer.Argument(
+        ..., metavar="EST", exists=True, help="Enhanced WAV file, or a folder of them."
+    ),
     ref: Path = typer.Argument(
-        ..., metavar="REF", help="Clean reference WAV file, or a folder of them."
+        ..., metavar="REF", exists=True, help="Clean reference WAV file, or a folder of them."
     ),
     noisy: Path | None = typer.Option(
-        None, "--noisy", help="Noisy input (file or folder) to also report the improvements."
+        None, "--noisy", exists=True,
+        help="Noisy input (file or folder) to also report the improvements.",
     ),
-    csv: Path | None = typer.Option(None, "--csv", help="Write the per-file metrics to this CSV."),
+    csv: Path | None = typer.Option(
+        None, "--csv", dir_okay=False, callback=output_file, help="Write the per-file metrics to this CSV."
+    ),
     suffix: str = typer.Option(
         "_enhanced",
         "--suffix",
         help="Folder mode: estimate X{suffix}.wav (or X.wav) <-> ref X.wav.",
     ),
     seed: int = typer.Option(
-        0, "--seed", help="Accepted for uniformity; the metrics are deterministic."
+        0, "--seed", min=0, max=SEED_MAX, help="Accepted for uniformity; the metrics are deterministic."
     ),
 ) -> None:
     """Score enhanced speech against clean references; prints mean ± std and the 95 % CI.

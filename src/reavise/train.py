@@ -21,9 +21,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from . import validate as V
 from .audio import atomic_write
 from .data.dataset import ChunkDataset, build_store
-from .errors import ReaviseError
+from .errors import ReaviseError, SettingError
 from .models import build_prior
 from .models.checkpoint import save_checkpoint
 
@@ -58,6 +59,54 @@ class TrainConfig:
     modality_dropout: float = 0.0
     #: probability of corrupting a random run of frames (occlusion/noise/blank) in an example
     visual_corruption: float = 0.0
+
+    def __post_init__(self):
+        """Types and ranges of every setting (SettingError naming the key), before any work."""
+        from .models.registry import PRIORS, make_config
+
+        V.check_fields(self)
+        V.one_of(self, "model", sorted(PRIORS))
+        try:
+            make_config(self.model, self.model_config)
+        except SettingError as exc:
+            raise exc.within(scope=f"model {self.model!r}", prefix="model_config.") from None
+        for key in ("epochs", "batch_size", "chunk", "examples_per_epoch"):
+            V.at_least(self, key, 1)
+        for key in ("patience", "seed", "num_workers"):
+            V.at_least(self, key, 0)
+        V.positive(self, "lr")
+        V.at_least(self, "beta", 0)
+        V.positive(self, "max_minutes")
+        V.within(self, "modality_dropout", 0, 1)
+        V.within(self, "visual_corruption", 0, 1)
+        V.one_of(self, "accelerator", ACCELERATORS)
+        V.one_of(self, "precision", PRECISIONS)
+        V.one_of(self, "logger", ("csv", "tensorboard"))
+        if not _devices_ok(self.devices):
+            raise SettingError(
+                "devices", f"must be auto, a count (-1: all) or a list like 0,1; got {self.devices!r}"
+            )
+
+
+#: Lightning's accelerator and precision names (checked before a run starts)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = (
+    "32-true", "32", "64-true", "64", "16-mixed", "16", "16-true",
+    "bf16-mixed", "bf16", "bf16-true", "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
+
+
+def _devices_ok(devices: str | int) -> bool:
+    """Lightning's ``devices``: "auto", a count >= 1 or -1 (all), or indices "0,1"."""
+    if isinstance(devices, int):
+        return devices == -1 or devices >= 1
+    text = devices.strip()
+    if text == "auto" or text == "-1":
+        return True
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts or not all(p.strip().isdigit() for p in parts):
+        return False
+    return "," in text or int(text) >= 1
 
 
 class PriorModule(L.LightningModule):

@@ -32,9 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..errors import ReaviseError
+from ..errors import ReaviseError, SettingError
 
 TOP_KEYS = (
     "seed", "corpus", "models", "algorithms", "baselines", "noise_types", "snrs", "visual",
@@ -226,6 +224,10 @@ def _models(c: _Checker, v: Any) -> list[ModelSpec]:
             make_config(t["model"], t.get("model_config") or {})
         except (ReaviseError, TypeError) as exc:
             c.fail(f"{where}.train.model_config", str(exc))
+        try:  # types and ranges of the recipe (epochs: ten, lr: -1) before anything runs
+            TrainConfig(**t)
+        except SettingError as exc:
+            c.fail(f"{where}.train.{exc.key}", exc.problem)
         out.append(ModelSpec(name=name, train=t))
     return out
 
@@ -310,14 +312,9 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
 
 def load_config(path: str | Path) -> BenchConfig:
     """Read and validate a benchmark YAML file."""
+    from ..validate import load_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ReaviseError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ReaviseError(f"{path}: not valid YAML{where} ({problem})") from None
-    return parse_config(data, path)
+    if path.exists() and not path.is_file():
+        raise ReaviseError(f"{path}: no such config file (it is a folder)")
+    return parse_config(load_yaml(path), path)

@@ -7,14 +7,20 @@ from pathlib import Path
 
 import typer
 
+from ..cli import SEED_MAX, output_dir
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``reavise data``."""
 
     @app.command("mix")
     def mix_command(
-        corpus: Path = typer.Argument(..., help="Corpus folder (with manifest.jsonl)."),
-        out: Path = typer.Option(..., "--out", help="Output folder for the mixtures."),
+        corpus: Path = typer.Argument(
+            ..., exists=True, file_okay=False, help="Corpus folder (with manifest.jsonl)."
+        ),
+        out: Path = typer.Option(
+            ..., "--out", file_okay=False, callback=output_dir, help="Output folder for the mixtures."
+        ),
         split: str = typer.Option("test", help="Corpus split to mix."),
         snrs: str = typer.Option("-5,0,5,10", help="Comma-separated SNRs in dB."),
         noises: str = typer.Option(
@@ -27,10 +33,14 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated visual conditions, name[:severity 0..1]: clean, occlusion, "
             "pixel_noise, blur, dropped, offset, missing.",
         ),
-        n_utterances: int = typer.Option(None, help="Use only N utterances (seeded choice)."),
-        noise_dir: Path = typer.Option(None, help="Folder of real noise recordings (type 'file')."),
-        seed: int = typer.Option(0, help="Random seed; the same seed gives the same mixtures."),
-        workers: int = typer.Option(1, help="Worker processes."),
+        n_utterances: int = typer.Option(None, min=1, help="Use only N utterances (seeded choice)."),
+        noise_dir: Path = typer.Option(
+            None, exists=True, file_okay=False, help="Folder of real noise recordings (type 'file')."
+        ),
+        seed: int = typer.Option(
+            0, min=0, max=SEED_MAX, help="Random seed; the same seed gives the same mixtures."
+        ),
+        workers: int = typer.Option(1, min=1, help="Worker processes."),
     ) -> None:
         """Mix clean test speech with noises at exact SNRs and degrade the lips videos."""
         from .mix import make_mixtures

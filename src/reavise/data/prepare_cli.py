@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from ..cli import SEED_MAX, fraction, output_dir
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``reavise data``."""
@@ -15,13 +17,18 @@ def register(app: typer.Typer) -> None:
         corpus: str = typer.Argument(
             ..., help="tcd-timit | ntcd-timit | grid | lrs3 | generic (any folder of talking-face videos)"
         ),
-        root: Path = typer.Argument(..., help="The corpus as downloaded/unpacked."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output corpus folder (reavise layout)."),
-        seed: int = typer.Option(0, help="Seed of the speaker split where the corpus has none."),
-        workers: int = typer.Option(1, help="Worker processes."),
-        val_frac: float = typer.Option(0.1, help="Fraction of (non-official) speakers for val."),
-        test_frac: float = typer.Option(0.1, help="Fraction of (non-official) speakers for test."),
-        max_side: int = typer.Option(640, help="Decode videos downscaled to this size for ROI extraction."),
+        root: Path = typer.Argument(..., exists=True, file_okay=False, help="The corpus as downloaded/unpacked."),
+        out: Path = typer.Option(
+            ..., "--out", "-o", file_okay=False, callback=output_dir,
+            help="Output corpus folder (reavise layout).",
+        ),
+        seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Seed of the speaker split where the corpus has none."),
+        workers: int = typer.Option(1, min=1, help="Worker processes."),
+        val_frac: float = typer.Option(0.1, callback=fraction, help="Fraction of (non-official) speakers for val."),
+        test_frac: float = typer.Option(0.1, callback=fraction, help="Fraction of (non-official) speakers for test."),
+        max_side: int = typer.Option(
+            640, min=64, help="Decode videos downscaled to this size for ROI extraction."
+        ),
         force: bool = typer.Option(False, help="Redo items already prepared by an earlier run."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
     ) -> None:

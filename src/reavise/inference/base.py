@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ReaviseError
+from .. import validate as V
+from ..errors import ReaviseError, SettingError
 from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
 
 ALGORITHMS: dict[str, tuple[type, type]] = {}
@@ -44,7 +45,9 @@ def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
         raise ReaviseError(f"algorithm {name!r}: unknown settings {bad}; known: {sorted(known)}")
     try:
         return cls(cfg_cls(**overrides))
-    except ValueError as exc:  # a setting's own check (e.g. n_mh must exceed burn_in)
+    except SettingError as exc:  # a setting's own check (type, range, n_mh > burn_in)
+        raise exc.within(scope=f"algorithm {name!r}") from None
+    except ValueError as exc:
         raise ReaviseError(f"algorithm {name!r}: {exc}") from None
 
 
@@ -66,8 +69,13 @@ class EMConfig:
     native: bool = True
 
     def __post_init__(self):
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        """Types and ranges of every setting (SettingError naming the key)."""
+        V.check_fields(self)
+        V.at_least(self, "max_iter", 1)
+        V.at_least(self, "tol", 0)
+        V.at_least(self, "nmf_rank", 1)
+        V.at_least(self, "n_samples", 1)
+        V.one_of(self, "init", INITS)
 
 
 @dataclass

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import validate as V
+from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 
 
@@ -22,6 +24,16 @@ class LangevinConfig(EMConfig):
     n_samples: int = 1
     step_size: float = 1e-2
     grad_clip: float = 100.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        V.at_least(self, "n_steps", 1)
+        V.positive(self, "step_size")
+        V.positive(self, "grad_clip")
+        if self.n_samples > self.n_steps:
+            raise SettingError(
+                "n_samples", f"must be at most n_steps ({self.n_steps}), got {self.n_samples}"
+            )
 
 
 @register_algorithm("langevin", LangevinConfig)

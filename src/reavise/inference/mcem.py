@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import native as native_kernels
+from .. import validate as V
+from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, register_algorithm
 
 
@@ -37,11 +39,13 @@ class MCEMConfig(EMConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        V.at_least(self, "n_mh", 1)
+        V.at_least(self, "burn_in", 0)
+        if self.burn_in >= self.n_mh:
+            raise SettingError("burn_in", f"must be smaller than n_mh ({self.n_mh}), got {self.burn_in}")
+        V.positive(self, "proposal_var")
+        V.positive(self, "prior_weight")
         self.n_samples = self.n_mh - self.burn_in
-        if self.n_samples < 1:
-            raise ValueError("n_mh must exceed burn_in")
-        if self.prior_weight <= 0:
-            raise ValueError("prior_weight must be positive")
 
 
 @register_algorithm("mcem", MCEMConfig)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import validate as V
 from ..models.base import gaussian_kl
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 
@@ -25,6 +26,12 @@ class VEMConfig(EMConfig):
     lr: float = 0.2
     #: reparameterised samples per gradient step
     n_mc: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        V.at_least(self, "n_grad", 1)
+        V.positive(self, "lr")
+        V.at_least(self, "n_mc", 1)
 
 
 @register_algorithm("vem", VEMConfig)

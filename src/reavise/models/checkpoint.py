@@ -76,12 +76,47 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise CheckpointError(
             f"{path}: checkpoint of unknown model {payload.get('model')!r}; known: {sorted(PRIORS)}"
         )
+    check_stft(path, payload.get("stft"))
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Rebuild the prior stored in ``path``, in eval mode on ``device``."""
+def check_stft(path: Path, stored: Any) -> None:
+    """Refuse a checkpoint whose stored ``stft`` settings differ from reavise's STFT.
+
+    ``stored``: the checkpoint's ``stft`` dict (absent in files written without it: taken
+    as :data:`reavise.audio.DEFAULT_STFT`).
+    """
+    if stored is None:
+        return
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: malformed 'stft' entry ({type(stored).__name__})")
+    ours = dataclasses.asdict(DEFAULT_STFT)
+    diff = [f"{k} {stored[k]!r}" for k in ours if k in stored and stored[k] != ours[k]]
+    if diff:
+        want = ", ".join(f"{k} {v!r}" for k, v in ours.items())
+        raise CheckpointError(f"{path}: trained with another STFT ({', '.join(diff)}; reavise uses {want})")
+
+
+def check_bins(path: Path, x_dim: Any) -> None:
+    """Refuse a prior whose number of frequency bins is not the one reavise's STFT gives."""
+    if x_dim is not None and x_dim != DEFAULT_STFT.n_bins:
+        raise CheckpointError(
+            f"{path}: model has {x_dim} frequency bins, but reavise's STFT (n_fft "
+            f"{DEFAULT_STFT.n_fft}) gives {DEFAULT_STFT.n_bins}"
+        )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", check_x_dim: bool = True
+):
+    """Rebuild the prior stored in ``path``, in eval mode on ``device``.
+
+    The prior must take reavise's spectrograms (513 bins); ``check_x_dim=False`` skips that
+    check (synthetic tests with a few bins).
+    """
     payload = read_checkpoint(path)
+    if check_x_dim:
+        check_bins(Path(path), (payload.get("config") or {}).get("x_dim"))
     try:
         model = build_prior(payload["model"], payload["config"])
         model.load_state_dict(payload["state_dict"])
@@ -119,6 +154,7 @@ def import_published(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dec_layers = sorted({int(m.group(2)) for k in sd if (m := _LIN.match(k)) and m.group(1) == "mlp_z_x"})
     hidden = tuple(int(sd[f"mlp_x_z.linear{i}.weight"].shape[0]) for i in enc_layers)
     x_dim = int(sd["gen_logvar.weight"].shape[0])
+    check_bins(src, x_dim)
     z_dim = int(sd["inf_mean.weight"].shape[0])
     new: dict[str, torch.Tensor] = {}
     for n, i in enumerate(enc_layers):

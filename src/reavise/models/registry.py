@@ -40,7 +40,11 @@ def make_config(name: str, values: dict[str, Any] | None = None):
     for f in dataclasses.fields(cfg_cls):  # JSON/YAML gives lists where configs hold tuples
         if f.name in values and isinstance(values[f.name], list):
             values[f.name] = tuple(values[f.name])
-    return cfg_cls(**values)
+    config = cfg_cls(**values)
+    from ..validate import check_fields
+
+    check_fields(config, scope=f"model {name!r}")  # types: z_dim=abc is one line, not a crash
+    return config
 
 
 def build_prior(name: str, config: dict[str, Any] | Any | None = None):
