@@ -80,3 +80,18 @@ def test_folded_log2_variance_equals_the_decoder():
         assert torch.allclose(got, want, atol=1e-12)
         # with gradients enabled the plain decoder is used (folding would detach the weights)
         assert torch.allclose(m.log2_variance_fn(None, off)(z), want, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name,values,key",
+    [("a-vae", {"z_dim": 0}, "z_dim"), ("a-vae", {"hidden": ()}, "hidden"),
+     ("a-vae", {"hidden": (128, 0)}, "hidden"), ("av-vae", {"fusion_heads": 0}, "fusion_heads"),
+     ("switching", {"switch_stay": 1.5}, "switch_stay")],
+)  # fmt: skip
+def test_make_config_refuses_out_of_range_sizes(name, values, key):
+    from reavise.errors import SettingError
+    from reavise.models.registry import make_config
+
+    with pytest.raises(SettingError, match=key):
+        make_config(name, values)
+    make_config(name, {})  # the defaults pass
