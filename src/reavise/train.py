@@ -420,8 +420,8 @@ def describe_changes(diff: dict[str, tuple[Any, Any]], keys: list[str]) -> str:
     parts = []
     for k in keys:
         old, new = diff[k]
-        if k == "data" and old == new:
-            parts.append("data (same path, other content)")
+        if k == "data":  # paths in full: they are what tells two corpora apart
+            parts.append("data (same path, other content)" if old == new else f"data {old} -> {new}")
         else:
             parts.append(f"{k} {_short(old)} -> {_short(new)}")
     return ", ".join(parts)
