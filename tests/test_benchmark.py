@@ -370,3 +370,33 @@ def test_killing_the_benchmark_stops_its_workers(tmp_path_factory, tmp_path, sig
         assert json.loads(p.read_text())["method"]  # whole, valid cells only
     assert len(finished) < 2 * 4  # the kill came mid-grid (2 audio inputs x 4 methods)
     assert not list(cells.glob("tiny_long*/*"))  # the long cells were cut short
+
+
+def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
+    """In the parent, SIGTERM unwinds (finally blocks, temp cleanup) instead of ending it."""
+    import signal
+    import time
+
+    from reavise.benchmark import remove_stale_temps, sigterm_exits
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(SystemExit) as stop:
+        with sigterm_exits():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                cleaned.append(True)
+    assert stop.value.code == 128 + signal.SIGTERM and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+    cells, ex = tmp_path / "cells" / "m-1", tmp_path / "examples" / "x"
+    for d in (cells, ex):
+        d.mkdir(parents=True)
+    keep = [cells / "a.json", ex / "m.wav"]
+    stale = [cells / ".b.json.k3j2.json", ex / ".m.wav.zz1.wav", ex / ".m.weights.npz.q.npz"]
+    for p in keep + stale:
+        p.write_text("{}")
+    tasks = [{"cell": str(cells / "a.json"), "example": str(ex / "m")}]
+    assert remove_stale_temps(tasks) == 3
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

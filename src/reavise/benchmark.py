@@ -305,12 +305,16 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
 
 
 def remove_stale_temps(tasks: list[dict]) -> int:
-    """Temp files that a killed run left in the cell folders (never a finished cell)."""
+    """Delete the temp files (``.NAME.*``) that a killed run left beside cells and examples;
+    finished files are never temp-named. Returns how many were removed."""
+    folders = {Path(t["cell"]).parent for t in tasks}
+    folders |= {Path(t["example"]).parent for t in tasks if t.get("example")}
     n = 0
-    for folder in {Path(t["cell"]).parent for t in tasks}:
-        for tmp in folder.glob(".*.json") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
-            n += 1
+    for folder in folders:
+        for tmp in folder.glob(".*") if folder.is_dir() else ():
+            if tmp.is_file() and tmp.suffix in {".json", ".wav", ".npz"}:
+                tmp.unlink(missing_ok=True)
+                n += 1
     return n
 
 
