@@ -282,3 +282,121 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "fog" in lines[0]
+
+
+# --------------------------------------------------------------------------- killing the parent
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` that are pool workers (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmd:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_killing_the_benchmark_stops_its_workers(tmp_path_factory, tmp_path, sig):
+    """kill PARENT (only the parent pid) mid-grid: no worker goes on, no cell is half-written."""
+    import signal
+    import time
+
+    base = tiny_benchmark(tmp_path_factory)
+    out = tmp_path / "run"
+    cfg = yaml.safe_load((base.parent / "tiny.yaml").read_text())
+    # the trained model of the tiny benchmark, run slowly: a short and a long method
+    cfg["algorithms"] = [{"name": "vem", "label": "short", "settings": {"max_iter": 300}},
+                         {"name": "vem", "label": "long", "settings": {"max_iter": 20000}}]  # fmt: skip
+    cfg_path = tmp_path / "slow.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    code = f"""if True:
+        import json, sys
+        from pathlib import Path
+        from reavise.bench.config import load_config
+        from reavise.benchmark import build_methods, plan_cells, run_tasks
+        base, out = Path({str(base)!r}), Path({str(out)!r})
+        cfg = load_config({str(cfg_path)!r})
+        methods = build_methods(cfg, {{"tiny": base / "models/tiny/model.pt"}}, [])
+        lines = (base / "mixtures/manifest.jsonl").read_text().splitlines()
+        tasks, _ = plan_cells(methods, [json.loads(x) for x in lines], base / "mixtures", out,
+                              [], 0, "cpu")
+        run_tasks(tasks, 2, False, print)
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    cells = out / "cells"
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers |= set(_children(proc.pid))
+            if len(workers) >= 2 and any(cells.glob("*/[!.]*.json")):  # a cell done, more to go
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the benchmark ended before it could be killed"
+        assert len(workers) == 2
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "workers outlived the benchmark"
+    finally:
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    written = [p for p in cells.rglob("*") if p.is_file()]
+    finished = [p for p in written if not p.name.startswith(".")]
+    assert not [p for p in written if p.name.startswith(".")], "temp files left behind"
+    for p in finished:
+        assert json.loads(p.read_text())["method"]  # whole, valid cells only
+    assert len(finished) < 2 * 4  # the kill came mid-grid (2 audio inputs x 4 methods)
+    assert not list(cells.glob("tiny_long*/*"))  # the long cells were cut short
+
+
+def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
+    """In the parent, SIGTERM unwinds (finally blocks, temp cleanup) instead of ending it."""
+    import signal
+    import time
+
+    from reavise.benchmark import remove_stale_temps, sigterm_exits
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(SystemExit) as stop:
+        with sigterm_exits():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                cleaned.append(True)
+    assert stop.value.code == 128 + signal.SIGTERM and cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+    cells, ex = tmp_path / "cells" / "m-1", tmp_path / "examples" / "x"
+    for d in (cells, ex):
+        d.mkdir(parents=True)
+    keep = [cells / "a.json", ex / "m.wav"]
+    stale = [cells / ".b.json.k3j2.json", ex / ".m.wav.zz1.wav", ex / ".m.weights.npz.q.npz"]
+    for p in keep + stale:
+        p.write_text("{}")
+    tasks = [{"cell": str(cells / "a.json"), "example": str(ex / "m")}]
+    assert remove_stale_temps(tasks) == 3
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

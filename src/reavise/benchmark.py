@@ -21,9 +21,12 @@ import json
 import logging
 import os
 import platform
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -268,6 +271,76 @@ def plan_cells(
     return tasks, cell_of
 
 
+@contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """While inside: SIGTERM raises SystemExit(143) in the main thread instead of ending the
+    process at once, so cleanup runs (the worker pool is stopped, temp files are removed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """Cancel the queued cells and terminate the workers (each unwinds its cell and exits)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+
+
+def remove_stale_temps(tasks: list[dict]) -> int:
+    """Delete the temp files (``.NAME.*``) that a killed run left beside cells and examples;
+    finished files are never temp-named. Returns how many were removed."""
+    folders = {Path(t["cell"]).parent for t in tasks}
+    folders |= {Path(t["example"]).parent for t in tasks if t.get("example")}
+    n = 0
+    for folder in folders:
+        for tmp in folder.glob(".*") if folder.is_dir() else ():
+            if tmp.is_file() and tmp.suffix in {".json", ".wav", ".npz"}:
+                tmp.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def _run_in_pool(
+    todo: list[dict], workers: int, run_cell, init_worker, done: Callable[[dict, BaseException | None], None]
+) -> None:
+    """Run ``todo`` on ``workers`` spawned processes; any exception here (SIGTERM, Ctrl-C)
+    stops the pool before it propagates, and workers also end if this process is killed."""
+    # spawn: the parent may have run torch (training), whose thread pools fork badly
+    pool = ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(1, os.getpid())
+    )
+    try:
+        pending = {pool.submit(run_cell, t): t for t in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                t = pending.pop(f)
+                exc = f.exception()
+                done(t, exc)
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
 def run_tasks(
     tasks: list[dict],
     workers: int,
@@ -311,7 +384,13 @@ def run_tasks(
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         on_error(f"{t['method']} on {t['mixture']}: {msg}")
 
-    with bar:
+    def done(t: dict, exc: BaseException | None) -> None:
+        if exc is not None:
+            fail(t, exc)
+        bar.advance(job)
+
+    remove_stale_temps(tasks)
+    with bar, sigterm_exits():
         job = bar.add_task("benchmark", total=len(tasks), completed=len(tasks) - len(todo))
         if workers <= 1:
             import torch
@@ -323,24 +402,13 @@ def run_tasks(
                     try:
                         run_cell(t)
                     except Exception as exc:  # one bad cell must not stop the grid
-                        fail(t, exc)
-                    bar.advance(job)
+                        done(t, exc)
+                    else:
+                        done(t, None)
             finally:
                 torch.set_num_threads(threads)
         else:
-            # spawn: the parent may have run torch (training), whose thread pools fork badly
-            ctx = get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init_worker) as pool:
-                pending = {pool.submit(run_cell, t): t for t in todo}
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        t = pending.pop(f)
-                        try:
-                            f.result()
-                        except Exception as exc:
-                            fail(t, exc)
-                        bar.advance(job)
+            _run_in_pool(todo, workers, run_cell, init_worker, done)
     return len(todo)
 
 

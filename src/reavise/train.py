@@ -12,13 +12,17 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch.utils.data import DataLoader
 
 from . import validate as V
@@ -181,20 +185,313 @@ class ExportBest(L.Callback):
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """Seeded random subset/permutation per epoch (deterministic for seed and epoch)."""
+    """Seeded random subset/permutation per epoch: a function of (seed, epoch) alone.
 
-    def __init__(self, n: int, per_epoch: int | None, seed: int):
-        self.n, self.per_epoch, self.seed, self.epoch = n, per_epoch or n, seed, 0
+    The epoch comes from the constructor (the first epoch of a resumed run) and from
+    ``set_epoch`` (Lightning calls it before every epoch, and so does :class:`EpochState`),
+    never from a counter, so a resumed run draws the examples an uninterrupted one draws.
+    """
+
+    def __init__(self, n: int, per_epoch: int | None, seed: int, epoch: int = 0):
+        self.n, self.per_epoch, self.seed, self.epoch = n, per_epoch or n, seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self):
         return min(self.per_epoch, self.n) if self.per_epoch <= self.n else self.per_epoch
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        self.epoch += 1
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=STREAM_SAMPLER))
         if self.per_epoch <= self.n:
             return iter(torch.randperm(self.n, generator=g)[: self.per_epoch].tolist())
         return iter(torch.randint(self.n, (self.per_epoch,), generator=g).tolist())
+
+
+# --------------------------------------------------------------------------- epoch seeds
+
+#: independent random streams of one epoch: global RNGs, example sampler, loader worker seeds
+STREAM_GLOBAL, STREAM_SAMPLER, STREAM_LOADER = 0, 1, 2
+
+
+def epoch_seed(
+    seed: int, epoch: int, rank: int = 0, stream: int = STREAM_GLOBAL, bits: int = 64
+) -> int:
+    """The seed of one random stream of one epoch on one process (no state carries over)."""
+    ss = np.random.SeedSequence([seed % 2**64, epoch, rank, stream])
+    return int(ss.generate_state(1, np.uint64 if bits == 64 else np.uint32)[0])
+
+
+def seed_epoch_rngs(seed: int, epoch: int, rank: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and Python ``random`` for one epoch.
+
+    Every random draw of training (reparameterisation noise, modality dropout and visual
+    corruption) then depends on (seed, epoch, rank) only, whatever ran before the epoch.
+    """
+    s = epoch_seed(seed, epoch, rank)
+    torch.manual_seed(s)
+    np.random.seed(epoch_seed(seed, epoch, rank, bits=32))
+    random.seed(s)
+
+
+def rng_states() -> dict:
+    """The global random states, as tensors and plain values (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [
+            name,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what :func:`rng_states` collected (CUDA states only on as many devices)."""
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(states["python"])
+
+
+# --------------------------------------------------------------------------- resume checkpoints
+
+LAST = "last.ckpt"
+#: the checkpoint before ``last.ckpt``: the fallback when that one is unreadable or missing
+PREV = "prev.ckpt"
+#: key of reavise's own record in a Lightning checkpoint
+RECORD_KEY = "reavise"
+#: settings a resumed run may change (with a warning): the budget, and how (not what) it computes
+BUDGET_SETTINGS = ("epochs", "max_minutes", "patience")
+RUNTIME_SETTINGS = ("accelerator", "logger", "num_workers")
+
+
+class EpochState(Checkpoint):
+    """Seeds every epoch from (seed, epoch) and writes ``OUT/last.ckpt`` at every epoch end.
+
+    A :class:`~lightning.pytorch.callbacks.Checkpoint`, so Lightning runs it after the early
+    stopping callback: the saved state includes that epoch's early-stopping decision. The file
+    is written to a temp name and renamed; the one it replaces is kept as ``OUT/prev.ckpt``.
+    Nothing in it names the run folder, so a moved folder resumes from its own files.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        seed: int,
+        sampler: EpochSampler,
+        loader_generator: torch.Generator,
+        record: dict,
+    ):
+        self.out = out
+        self.seed = seed
+        self.sampler = sampler
+        self.loader_generator = loader_generator
+        self.record = record
+
+    def on_train_epoch_start(self, trainer, module):
+        epoch = trainer.current_epoch
+        seed_epoch_rngs(self.seed, epoch, trainer.global_rank)
+        self.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(epoch_seed(self.seed, epoch, stream=STREAM_LOADER))
+
+    def on_train_epoch_end(self, trainer, module):
+        # an epoch cut short (max_minutes) is not a resume point: a resumed run redoes it
+        if trainer.fit_loop.epoch_loop._num_ready_batches_reached():
+            save_resume_checkpoint(trainer, self.out)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        checkpoint[RECORD_KEY] = {
+            **self.record,
+            "next_epoch": trainer.current_epoch + 1,
+            "rng": rng_states(),
+        }
+
+    def on_load_checkpoint(self, trainer, module, checkpoint):
+        rec = checkpoint.get(RECORD_KEY) or {}
+        if "rng" in rec:
+            set_rng_states(rec["rng"])
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """Early stopping that keeps this run's patience when resuming (the budget may change),
+    and stops a resumed run at once when the checkpointed one had already stopped."""
+
+    @property
+    def state_key(self) -> str:
+        # the plain EarlyStopping key, so checkpoints of either class restore each other
+        return "EarlyStopping" + repr({"monitor": self.monitor, "mode": self.mode})
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state)
+        self.patience = patience
+
+    def on_train_start(self, trainer, module):
+        if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED and (
+            self.wait_count >= self.patience
+            or self.stopping_reason != EarlyStoppingReason.PATIENCE_EXHAUSTED
+        ):
+            trainer.should_stop = True
+
+
+def save_resume_checkpoint(trainer: L.Trainer, out: Path) -> None:
+    """Write ``OUT/last.ckpt`` atomically (temp + rename), keeping the previous as ``prev.ckpt``."""
+    last, prev, tmp = out / LAST, out / PREV, out / f".{LAST}.tmp"
+    trainer.save_checkpoint(tmp, weights_only=False)  # every rank takes part; rank 0 writes
+    if trainer.is_global_zero:
+        if last.exists():
+            os.replace(last, prev)
+        os.replace(tmp, last)
+
+
+@dataclass
+class ResumePoint:
+    """A readable resume checkpoint and what it holds."""
+
+    path: Path
+    ckpt: dict
+
+    @property
+    def next_epoch(self) -> int:
+        rec = self.ckpt.get(RECORD_KEY) or {}
+        return int(rec.get("next_epoch", int(self.ckpt.get("epoch", -1)) + 1))
+
+    @property
+    def record(self) -> dict:
+        """reavise's run record; for older checkpoints, the train config Lightning kept."""
+        rec = self.ckpt.get(RECORD_KEY)
+        if rec:
+            return rec
+        cfg = (self.ckpt.get("hyper_parameters") or {}).get("train_config")
+        return {"train_config": cfg} if cfg else {}
+
+
+def read_resume_checkpoint(path: Path) -> dict:
+    """Load a Lightning checkpoint on the CPU (tensors and plain values only); raise if unusable."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or not {"state_dict", "loops", "epoch"} <= set(ckpt):
+        raise ValueError("not a Lightning training checkpoint")
+    return ckpt
+
+
+def find_resume_point(out: Path) -> ResumePoint | None:
+    """``OUT/last.ckpt``, else ``OUT/prev.ckpt`` (with a one-line warning), else None.
+
+    An unreadable file (truncated, not a checkpoint) is renamed ``NAME.unreadable`` so that it
+    is neither resumed from nor rotated into ``prev.ckpt``; the run never crashes on it.
+    """
+    last, prev = out / LAST, out / PREV
+    problems: list[str] = []
+    for path in (last, prev):
+        if not path.exists():
+            if path == last and prev.exists():
+                problems.append(f"{last} is missing")
+            continue
+        try:
+            ckpt = read_resume_checkpoint(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is handled the same way
+            aside = path.with_name(path.name + ".unreadable")
+            os.replace(path, aside)
+            log.debug("%s: %s", path, exc)
+            problems.append(f"{path} is unreadable (truncated?; kept as {aside.name})")
+            continue
+        point = ResumePoint(path, ckpt)
+        if problems:
+            log.warning(f"{'; '.join(problems)}: resuming from {path} (epoch {point.next_epoch})")
+        return point
+    if problems:
+        log.warning(f"{'; '.join(problems)}: starting over")
+    return None
+
+
+def discard_resume_points(out: Path) -> None:
+    """``--restart``: remove the old run's checkpoints, so no later resume continues it."""
+    for name in (LAST, PREV):
+        (out / name).unlink(missing_ok=True)
+
+
+def run_record(
+    cfg: TrainConfig, module: PriorModule, data: str | os.PathLike, fingerprint: str
+) -> dict:
+    """What defines a run, stored in its checkpoints and compared when resuming."""
+    from .models.checkpoint import _config_dict
+
+    return {
+        "format": 1,
+        "train_config": dataclasses.asdict(cfg),
+        "model_config": _config_dict(module.prior.config),
+        "data": {"path": str(Path(data).resolve()), "fingerprint": fingerprint},
+    }
+
+
+def settings_changes(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+    """Settings that differ between a stored run record and this run's: key -> (old, new).
+
+    Train settings missing from an older record count as their defaults; the model config is
+    compared resolved (defaults filled in) when the record has it; the data by content.
+    """
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.default is not dataclasses.MISSING
+    }
+    old = {**defaults, "model_config": {}, **stored.get("train_config", {})}
+    new = current["train_config"]
+    diff = {
+        k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    }
+    if stored.get("model_config") is not None:
+        diff.pop("model_config", None)
+        if stored["model_config"] != current["model_config"]:
+            diff["model_config"] = (stored["model_config"], current["model_config"])
+    sdata, cdata = stored.get("data"), current["data"]
+    if sdata and sdata.get("fingerprint") != cdata["fingerprint"]:
+        diff["data"] = (sdata.get("path"), cdata["path"])
+    return diff
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_changes(diff: dict[str, tuple[Any, Any]], keys: list[str]) -> str:
+    """``lr 0.001 -> 0.003, data (other content)`` for the given keys of ``diff``."""
+    parts = []
+    for k in keys:
+        old, new = diff[k]
+        if k == "data":  # paths in full: they are what tells two corpora apart
+            parts.append("data (same path, other content)" if old == new else f"data {old} -> {new}")
+        else:
+            parts.append(f"{k} {_short(old)} -> {_short(new)}")
+    return ", ".join(parts)
+
+
+def check_resume_settings(point: ResumePoint, current: dict) -> None:
+    """Refuse to continue a run with other settings; warn (one line) about a changed budget."""
+    stored = point.record
+    if not stored.get("train_config"):
+        return  # a checkpoint without any record: nothing to compare with
+    diff = settings_changes(stored, current)
+    fatal = [k for k in diff if k not in BUDGET_SETTINGS + RUNTIME_SETTINGS]
+    if fatal:
+        raise ReaviseError(
+            f"{point.path}: the run in this folder was started with other settings "
+            f"({describe_changes(diff, fatal)}); use --restart to start over, or another --out"
+        )
+    if diff:
+        log.warning(
+            f"{point.path}: resuming with changed settings {describe_changes(diff, list(diff))}"
+        )
 
 
 def _logger(kind: str, out: Path):
@@ -209,6 +506,19 @@ def _logger(kind: str, out: Path):
     raise ReaviseError(f"unknown logger {kind!r} (csv, tensorboard)")
 
 
+def _stores(data: str | os.PathLike, cfg: TrainConfig, with_video: bool):
+    """The train and val frame stores and chunk datasets (errors name the data folder)."""
+    train_store = build_store(data, "train", with_video=with_video)
+    val_store = build_store(data, "val", with_video=with_video)
+    if with_video and not train_store.has_video:
+        raise ReaviseError(f"{data}: model {cfg.model!r} needs lips, but the corpus has none")
+    train_ds = ChunkDataset(train_store, cfg.chunk)
+    val_ds = ChunkDataset(val_store, cfg.chunk, hop=max(cfg.chunk, 4))
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise ReaviseError(f"{data}: not enough speech for chunks of {cfg.chunk} frames")
+    return train_store, val_store, train_ds, val_ds
+
+
 def train(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -219,36 +529,45 @@ def train(
     """Train ``cfg.model`` on the clean speech in ``data``; return the exported checkpoint.
 
     ``data`` is a reavise corpus (manifest with train/val splits) or a folder of wavs.
-    An interrupted run resumes from ``OUT/last.ckpt`` (optimizer, epoch and RNG included).
+    An interrupted run resumes exactly from ``OUT/last.ckpt`` (written at every epoch end:
+    weights, optimizer, epoch, early stopping, RNG states): it ends with the weights of an
+    uninterrupted run. A checkpoint of a run with other settings is refused (only the
+    budget: epochs, max_minutes, patience, may change); ``resume=False`` starts over.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = PriorModule(cfg)
-    with_video = module.prior.uses_video
-    train_store = build_store(data, "train", with_video=with_video)
-    val_store = build_store(data, "val", with_video=with_video)
-    if with_video and not train_store.has_video:
-        raise ReaviseError(f"{data}: model {cfg.model!r} needs lips, but the corpus has none")
-    train_ds = ChunkDataset(train_store, cfg.chunk)
-    val_ds = ChunkDataset(val_store, cfg.chunk, hop=max(cfg.chunk, 4))
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        raise ReaviseError(f"{data}: not enough speech for chunks of {cfg.chunk} frames")
+    train_store, val_store, train_ds, val_ds = _stores(data, cfg, module.prior.uses_video)
+    fingerprint = f"{train_store.fingerprint()}-{val_store.fingerprint()}"
+    record = run_record(cfg, module, data, fingerprint)
+    if resume:
+        point = find_resume_point(out)
+    else:
+        discard_resume_points(out)
+        point = None
+    if point is not None:
+        check_resume_settings(point, record)
+    start = point.next_epoch if point is not None else 0
+    sampler = EpochSampler(len(train_ds), cfg.examples_per_epoch, cfg.seed, epoch=start)
+    # worker seeds come from this generator (not the global RNG), seeded per epoch
+    loader_generator = torch.Generator().manual_seed(
+        epoch_seed(cfg.seed, start, stream=STREAM_LOADER)
+    )
     train_dl = DataLoader(
         train_ds,
         batch_size=cfg.batch_size,
-        sampler=EpochSampler(len(train_ds), cfg.examples_per_epoch, cfg.seed),
+        sampler=sampler,
         num_workers=cfg.num_workers,
         drop_last=len(train_ds) > cfg.batch_size,
+        generator=loader_generator,
     )
     val_dl = DataLoader(val_ds, batch_size=max(cfg.batch_size, 256), num_workers=cfg.num_workers)
-    ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(
-        dirpath=out, filename="best", monitor="val_loss", save_last=True, save_top_k=1
-    )
+    export = ExportBest(out / "model.pt", cfg)
     callbacks = [
-        ckpt_cb,
-        L.pytorch.callbacks.EarlyStopping("val_loss", patience=cfg.patience),
-        ExportBest(out / "model.pt", cfg),
+        ResumableEarlyStopping("val_loss", patience=cfg.patience),
+        export,
+        EpochState(out, cfg.seed, sampler, loader_generator, record),
     ]
     if progress:
         callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=10))
@@ -266,20 +585,25 @@ def train(
         deterministic=True,
         log_every_n_steps=10,
     )
-    last = out / "last.ckpt"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*")
         # resuming into the same folder is the point; Lightning's own deprecation chatter
         warnings.filterwarnings("ignore", ".*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        # checkpoints of older reavise versions hold a ModelCheckpoint state no longer used
+        warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
         trainer.fit(
-            module, train_dl, val_dl, ckpt_path=str(last) if resume and last.exists() else None
+            module,
+            train_dl,
+            val_dl,
+            ckpt_path=str(point.path) if point is not None else None,
+            weights_only=True,
         )
     summary = {
         "model": cfg.model,
         "epochs_run": trainer.current_epoch,
-        "best_val_loss": callbacks[2].best,
+        "best_val_loss": export.best,
         "train_frames": int(len(train_store.power)),
         "val_frames": int(len(val_store.power)),
         "train_config": dataclasses.asdict(cfg),

@@ -2,13 +2,21 @@
 
 A cell file is written atomically once everything else of the cell (example audio, modality
 weights) is on disk, so its presence means "done" and an interrupted run resumes from it.
+
+A worker ends with its parent: SIGTERM (sent by the parent stopping its pool, or by the kernel
+when the parent dies, however it died) unwinds the cell in progress, so its temp files are
+removed and no cell is half-written, then the worker exits.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +28,61 @@ from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 _MODELS: dict[tuple[str, str], Any] = {}
 
 
-def init_worker(threads: int = 1) -> None:
-    """Process initializer: one torch thread per worker so workers do not fight for cores."""
+def init_worker(threads: int = 1, parent_pid: int | None = None) -> None:
+    """Process initializer: one torch thread per worker so workers do not fight for cores;
+    the worker ends when ``parent_pid`` does (see :func:`stop_with_parent`)."""
+    stop_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+class CellInterrupted(BaseException):
+    """SIGTERM during a cell: unwinds it (``atomic_write`` removes its temp file), then exit."""
+
+
+_IN_CELL = False
+PR_SET_PDEATHSIG = 1
+
+
+def _on_sigterm(signum: int, frame) -> None:
+    if _IN_CELL:
+        raise CellInterrupted
+    os._exit(128 + signum)
+
+
+def _set_parent_death_signal(sig: int) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent exits."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Elsewhere: poll the parent pid; SIGTERM this process once it has changed."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop_with_parent(parent_pid: int | None) -> None:
+    """SIGTERM stops this worker cleanly; the death of ``parent_pid`` sends it SIGTERM.
+
+    SIGINT is ignored: Ctrl-C reaches the whole process group, and the parent answers it by
+    terminating its pool, which must not see its workers fail cells first.
+    """
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is None:
+        return
+    if not _set_parent_death_signal(signal.SIGTERM):
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the above could take effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def load_prior(path: str, device: str):
@@ -79,7 +136,23 @@ def _finite(d: dict) -> dict:
 
 
 def run_cell(task: dict) -> dict:
-    """Enhance one mixture with one method, score it, write the cell JSON; returns the record."""
+    """Enhance one mixture with one method, score it, write the cell JSON; returns the record.
+
+    In a worker, SIGTERM during the cell unwinds it and ends the process (exit status 143).
+    """
+    global _IN_CELL
+    try:
+        _IN_CELL = True
+        try:
+            return _run_cell(task)
+        finally:
+            _IN_CELL = False
+    except CellInterrupted:
+        os._exit(128 + signal.SIGTERM)
+
+
+def _run_cell(task: dict) -> dict:
+    """The work of :func:`run_cell`."""
     import torch
 
     from ..metrics import evaluate_pair

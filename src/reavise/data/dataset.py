@@ -52,6 +52,23 @@ class FrameStore:
         arrays = {k: v for k, v in self.__dict__.items() if v is not None}
         atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
+    def fingerprint(self) -> str:
+        """A short hash of what was loaded: utterance lengths, video or not, and the level of
+        every utterance (0.1 dB steps, so the same files hash the same on any machine).
+
+        Stored in training checkpoints: a resumed run refuses other data, but not the same
+        data moved to another folder.
+        """
+        h = hashlib.blake2b(digest_size=8)
+        lips_shape = None if self.lips is None else self.lips.shape
+        h.update(repr((self.power.shape, lips_shape)).encode())
+        cum = np.concatenate([[0.0], np.cumsum(self.power.astype(np.float64).sum(-1))])
+        starts = np.asarray(self.starts, dtype=np.int64)
+        energy = cum[starts[1:]] - cum[starts[:-1]]
+        h.update(starts.tobytes())
+        h.update(np.round(10 * np.log10(energy + 1e-12), 1).tobytes())
+        return h.hexdigest()
+
     @classmethod
     def load(cls, path: Path) -> FrameStore:
         with np.load(path) as z:
