@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from .noise import (
     make_noise,
     select_babble,
 )
-from .pool import worker_context
+from .pool import data_pool
 
 DEFAULT_SNRS: tuple[float, ...] = (-5.0, 0.0, 5.0, 10.0)
 DEFAULT_NOISES: tuple[str, ...] = (
@@ -460,7 +460,7 @@ def make_mixtures(
             for job in jobs:
                 record(_mix_utterance(job))
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context()) as pool:
+            with data_pool(workers) as pool:
                 futures = [pool.submit(_mix_utterance, job) for job in jobs]
                 for fut in as_completed(futures):
                     record(fut.result())

@@ -1,7 +1,12 @@
-"""The start method of the data commands' worker pools (synth, prepare, mix)."""
+"""The worker pools of the data commands (synth, prepare, mix): start method and lifetime."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 
@@ -13,3 +18,36 @@ def worker_context() -> BaseContext:
     (seen in cv2.setNumThreads during ``reavise data prepare``).
     """
     return get_context("forkserver" if "forkserver" in get_all_start_methods() else "spawn")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (pid reused): treat as gone
+        return False
+    return True
+
+
+def _watch(main_pid: int, interval: float) -> None:
+    while _alive(main_pid):
+        time.sleep(interval)
+    os._exit(1)  # the command that owned this pool is gone: write nothing more
+
+
+def end_with(main_pid: int, init: Callable[[], None] | None = None, interval: float = 0.5) -> None:
+    """Pool initializer: the worker exits once process ``main_pid`` has ended (killed with
+    SIGKILL, say), then runs ``init``. Under forkserver a worker's parent is the fork server,
+    not the command, so the command's pid is polled rather than ``getppid``. Ctrl-C reaches
+    the whole process group and stops the workers as before."""
+    threading.Thread(target=_watch, args=(main_pid, interval), daemon=True).start()
+    if init is not None:
+        init()
+
+
+def data_pool(workers: int, init: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    """A process pool for a data command whose workers end with the command."""
+    return ProcessPoolExecutor(
+        workers, mp_context=worker_context(), initializer=end_with, initargs=(os.getpid(), init)
+    )

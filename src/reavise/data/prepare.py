@@ -16,7 +16,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import InputError, ReaviseError
 from ..lips import ROI_SIZE, VIDEO_FPS, load_lips, save_lips
 from .manifest import write_manifest
-from .pool import worker_context
+from .pool import data_pool
 
 log = logging.getLogger(__name__)
 
@@ -635,9 +635,7 @@ def prepare_corpus(
                 if bar is not None:
                     bar.update()
         else:
-            with ProcessPoolExecutor(
-                workers, mp_context=worker_context(), initializer=_init_worker
-            ) as pool:
+            with data_pool(workers, _init_worker) as pool:
                 futures = [pool.submit(_run_job, j) for j in jobs]
                 for fut in as_completed(futures):
                     _collect(*fut.result())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from ..errors import ReaviseError
 from ..lips import VIDEO_FPS, save_lips
 from .manifest import write_manifest
 from .mouth_render import MouthStyle, random_style, render_lips
-from .pool import worker_context
+from .pool import data_pool
 from .sentences import pick_sentence
 from .tts import (
     ENGLISH_VOICES,
@@ -388,7 +388,7 @@ def synthesize_corpus(
                 i += 1
         else:
             # processes, not threads (espeak has global state); each still forks per utterance
-            with ProcessPoolExecutor(n_workers, mp_context=worker_context()) as pool:
+            with data_pool(n_workers) as pool:
                 pending: set[Future] = set()
                 i = 0
                 while last is None:
