@@ -44,7 +44,7 @@ class VEM(EMAlgorithm):
         m, logv = state["q"]
         opt = state["opt"]
         for _ in range(cfg.n_grad):
-            eps = torch.randn((cfg.n_mc, *m.shape), generator=gen, device=m.device, dtype=m.dtype)
+            eps = gen.like(m, torch.randn, (cfg.n_mc,))
             z = m + eps * torch.exp(0.5 * logv)
             loglik = frame_loglik(P, speech_variance(prior, z, ctx), nmf).mean(0)  # [B, T]
             pm, plogv = prior.prior(m, ctx)
@@ -54,7 +54,7 @@ class VEM(EMAlgorithm):
             loss.backward()
             opt.step()
         with torch.no_grad():
-            eps = torch.randn((cfg.n_samples, *m.shape), generator=gen, device=m.device, dtype=m.dtype)
+            eps = gen.like(m, torch.randn, (cfg.n_samples,))
             z = m + eps * torch.exp(0.5 * logv)
             Vs = speech_variance(prior, z, ctx)
         return z.detach(), Vs
