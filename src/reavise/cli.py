@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -27,6 +28,9 @@ def _register() -> None:
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    # before torch loads libgomp (it reads this once): idle OpenMP threads sleep instead of
+    # spinning, which on a busy machine slowed enhancement ~6x (docs/inference.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     # libraries' INFO records propagate to the root handler too: print them once (their own)
     for handler in logging.getLogger().handlers:
