@@ -73,3 +73,29 @@ class BatchDraws:
     def like(self, z: torch.Tensor, draw=torch.randn, lead: tuple[int, ...] = ()) -> torch.Tensor:
         """``draw`` shaped [*lead, *z.shape] for a frame tensor ``z`` [B, T, *tail]."""
         return self.frames(draw, lead, tuple(z.shape[2:]), z.dtype)
+
+
+class SharedDraws:
+    """The :class:`BatchDraws` interface over one ``torch.Generator`` for the whole batch
+    (each tensor drawn in one call, padding included): for callers that pass a plain
+    generator to an E-step, e.g. tests that replay its draws."""
+
+    def __init__(self, gen: torch.Generator, B: int, T: int, device=None):
+        self.gen, self.batch, self.T, self.device = gen, B, T, device
+
+    def frames(self, draw, lead=(), tail=(), dtype=torch.float32, fill: float = 0.0):
+        shape = (*lead, self.batch, self.T, *tail)
+        return draw(shape, generator=self.gen, dtype=dtype, device=self.device)
+
+    def per_utterance(self, draw, shape, dtype=torch.float32):
+        return draw((self.batch, *shape), generator=self.gen, dtype=dtype, device=self.device)
+
+    def like(self, z: torch.Tensor, draw=torch.randn, lead=()) -> torch.Tensor:
+        return self.frames(draw, lead, tuple(z.shape[2:]), z.dtype)
+
+
+def as_draws(gen, z: torch.Tensor) -> BatchDraws | SharedDraws:
+    """``gen`` as a draws object for frame tensors like ``z`` [B, T, ...]."""
+    if isinstance(gen, torch.Generator):
+        return SharedDraws(gen, z.shape[0], z.shape[1], z.device)
+    return gen

@@ -17,6 +17,7 @@ import torch
 
 from .. import native as native_kernels
 from .base import EMAlgorithm, EMConfig, register_algorithm
+from .draws import as_draws
 
 
 @dataclass
@@ -185,6 +186,7 @@ class MCEM(EMAlgorithm):
         proposal steps eps [n_mh, B, T, D] and log acceptance thresholds log u [n_mh, B, T]
         (``gen``: :class:`~reavise.inference.draws.BatchDraws`, each utterance its own)."""
         cfg = self.config
+        gen = as_draws(gen, z)  # a plain torch.Generator: one stream for the batch
         eps = gen.like(z, torch.randn, (cfg.n_mh,)).mul_(math.sqrt(cfg.proposal_var))
         log_u = gen.frames(torch.rand, (cfg.n_mh,), tuple(z.shape[2:-1]), z.dtype, fill=0.5)
         return eps, log_u.log_()
