@@ -45,11 +45,40 @@ def explain(exc: SettingError, origins: dict[str, str]) -> ReaviseError:
     return ReaviseError(f"{origin}: {exc.key} {exc.problem}") if origin else exc
 
 
+#: most torch threads chosen by default (the models are small: more threads mostly wait)
+MAX_DEFAULT_THREADS = 8
+
+
+def default_threads() -> int:
+    """CPUs this process may use: its affinity mask, the cgroup CPU quota (containers),
+    and ``MAX_DEFAULT_THREADS``, whichever is smallest."""
+    import math
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:  # cgroup v2: "max 100000" or "200000 100000" (quota, period in microseconds)
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(n, MAX_DEFAULT_THREADS))
+
+
 def set_threads(threads: int | None) -> None:
+    """torch threads: ``threads``, else ``OMP_NUM_THREADS`` when set, else
+    :func:`default_threads` (torch's own default counts every CPU of the machine, also in a
+    container that may use only a few). The CLI also makes idle OpenMP threads sleep
+    (``OMP_WAIT_POLICY=PASSIVE``, see ``cli.main``) so that on a busy machine they do not
+    spin against the other processes."""
+    import os
+
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(default_threads())
 
 
 def train_values(

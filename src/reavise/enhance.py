@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
-from .audio import SAMPLE_RATE, load_audio, write_wav
+from .audio import SAMPLE_RATE, atomic_write, load_audio, num_frames, write_wav
 from .errors import InputError, ReaviseError
 from .inference import enhance_waveforms
-from .inference.pipeline import VideoInput
+from .inference.pipeline import Chunking, VideoInput, enhance_chunked
 from .lips import AV_TOLERANCE_S, lips_fps, load_lips
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,11 @@ def _load_video_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput 
     return audio, lips, (frames, fps)
 
 
+#: STFT frames (all files together) in one batched EM run; see docs/inference.md for the
+#: measurement behind it
+BATCH_FRAME_BUDGET = 2000
+
+
 def run_enhance(
     prior,
     algorithm,
@@ -179,20 +185,57 @@ def run_enhance(
     overwrite: bool = False,
     on_error: Callable[[str], None] | None = None,
     on_done: Callable[[Job, float], None] | None = None,
+    chunking: Chunking | None = None,
+    frame_budget: int = BATCH_FRAME_BUDGET,
+    on_chunk: Callable[[Job, int, int], None] | None = None,
 ) -> dict:
-    """Enhance jobs in batches; bad inputs are reported and skipped, finished ones resumed."""
+    """Enhance jobs in batches; bad inputs are reported and skipped, finished ones resumed.
+
+    Jobs are sorted by length so that a batch holds similar lengths (little padding); a batch
+    holds at most ``batch_size`` files and ``frame_budget`` STFT frames in all (one file
+    over the budget goes alone). Every utterance's result is independent of its batch, so
+    this changes only the speed. Inputs longer than one chunk (``chunking``) are enhanced
+    chunk by chunk (:func:`~reavise.inference.pipeline.enhance_chunked`), audio files
+    streamed from disk to disk; ``on_chunk(job, k, n_chunks)`` reports each chunk.
+    """
+    chunking = chunking or Chunking()
     on_error = on_error or (lambda m: log.error(m))
     stats = {"done": 0, "skipped": 0, "failed": 0, "audio_seconds": 0.0, "wall_seconds": 0.0}
     todo = [j for j in jobs if overwrite or not j.out_audio.exists()]
     stats["skipped"] = len(jobs) - len(todo)
-    for b in range(0, len(todo), batch_size):
+    sized = sorted(((j, probe_samples(j)) for j in todo), key=lambda jn: _length_key(jn[1]))
+    long_jobs = [j for j, n in sized if n is not None and n > chunking.single_limit]
+    short = [(j, n) for j, n in sized if n is None or n <= chunking.single_limit]
+
+    def finish(job: Job, secs: float, wall: float) -> None:
+        stats["audio_seconds"] += secs
+        stats["wall_seconds"] += wall
+        stats["done"] += 1
+        if on_done:
+            on_done(job, wall)
+
+    def chunk_report(job: Job):
+        return None if on_chunk is None else (lambda k, n: on_chunk(job, k, n))
+
+    for group in _batches(short, batch_size, frame_budget):
         batch = []
-        for job in todo[b : b + batch_size]:
+        for job in group:
             try:
                 batch.append((job, *load_job(job, prior.uses_video)))
             except ReaviseError as exc:
                 stats["failed"] += 1
                 on_error(str(exc))
+        # inputs whose length was unknown before loading (video, unreadable header) and
+        # that turn out longer than one chunk are enhanced chunk by chunk, from memory
+        for item in [it for it in batch if len(it[1]) > chunking.single_limit]:
+            batch.remove(item)
+            t0 = time.perf_counter()
+            speech = _enhance_loaded_chunked(
+                prior, algorithm, item[1], item[2], device, seed, chunking, chunk_report(item[0])
+            )
+            _write_outputs(item[0], speech, item[3])
+            wall = time.perf_counter() - t0
+            finish(item[0], len(item[1]) / SAMPLE_RATE, wall)
         if not batch:
             continue
         t0 = time.perf_counter()
@@ -206,18 +249,163 @@ def run_enhance(
                 seed=seed,
             )
         wall = time.perf_counter() - t0
-        secs = sum(len(x) for _, x, _, _ in batch) / SAMPLE_RATE
-        stats["audio_seconds"] += secs
-        stats["wall_seconds"] += wall
-        for (job, _, _, clip), res in zip(batch, results, strict=True):
-            write_wav(job.out_audio, res.speech)
-            if job.out_video is not None and clip is not None:
-                from . import video as V
-
-                frames, fps = clip
-                V.write_video_with_audio(frames, fps, res.speech, SAMPLE_RATE, job.out_video)
-            stats["done"] += 1
-            if on_done:
-                on_done(job, wall / len(batch))
+        for (job, x, _, clip), res in zip(batch, results, strict=True):
+            _write_outputs(job, res.speech, clip)
+            finish(job, len(x) / SAMPLE_RATE, wall / len(batch))
+    for job in long_jobs:
+        t0 = time.perf_counter()
+        try:
+            n = _enhance_long_job(prior, algorithm, job, device, seed, chunking, chunk_report(job))
+        except ReaviseError as exc:
+            stats["failed"] += 1
+            on_error(str(exc))
+            continue
+        wall = time.perf_counter() - t0
+        finish(job, n / SAMPLE_RATE, wall)
     stats["rtf"] = stats["wall_seconds"] / max(stats["audio_seconds"], 1e-9)
     return stats
+
+
+def probe_samples(job: Job) -> int | None:
+    """The input's length in samples at 16 kHz from its header (None: a video, or unknown)."""
+    if job.source.suffix.lower() in VIDEO_EXT:
+        return None
+    try:
+        info = sf.info(str(job.source))
+    except Exception:  # unreadable: load_job reports it
+        return None
+    return int(round(info.frames * SAMPLE_RATE / info.samplerate)) if info.samplerate else None
+
+
+def _length_key(n: int | None) -> tuple[int, int]:
+    return (1, 0) if n is None else (0, n)
+
+
+def _batches(sized: list[tuple[Job, int | None]], batch_size: int, frame_budget: int):
+    """Consecutive groups of (length-sorted) jobs: at most ``batch_size`` jobs and
+    ``frame_budget`` frames of the padded batch (the longest times the count); a job of
+    unknown length goes alone."""
+    group: list[Job] = []
+    longest = 0
+    for job, n in sized:
+        frames = num_frames(n) if n is not None else frame_budget + 1
+        if group and (
+            len(group) >= batch_size or max(longest, frames) * (len(group) + 1) > frame_budget
+        ):
+            yield group
+            group, longest = [], 0
+        group.append(job)
+        longest = max(longest, frames)
+    if group:
+        yield group
+
+
+def _write_outputs(job: Job, speech: np.ndarray, clip) -> None:
+    write_wav(job.out_audio, speech)
+    if job.out_video is not None and clip is not None:
+        from . import video as V
+
+        frames, fps = clip
+        V.write_video_with_audio(frames, fps, speech, SAMPLE_RATE, job.out_video)
+
+
+def _enhance_loaded_chunked(prior, algorithm, x, lips, device, seed, chunking, progress):
+    """Chunked enhancement of a waveform already in memory (video inputs, lips inputs)."""
+    parts: list[np.ndarray] = []
+    with torch.inference_mode(False):
+        enhance_chunked(
+            prior, algorithm, lambda a, b: x[a:b], len(x), parts.append, lips, device, seed,
+            chunking, progress,
+        )  # fmt: skip
+    return np.concatenate(parts)
+
+
+def _enhance_long_job(prior, algorithm, job, device, seed, chunking, progress) -> int:
+    """A long input: audio streamed from disk to a temp file renamed at the end (memory
+    O(chunk)); with lips, the audio is loaded whole and only the EM is chunked. Returns the
+    number of samples enhanced."""
+    if prior.uses_video and job.lips is not None:
+        x, lips, clip = load_job(job, prior.uses_video)
+        _write_outputs(job, _enhance_loaded_chunked(
+            prior, algorithm, x, lips, device, seed, chunking, progress), clip)  # fmt: skip
+        return len(x)
+    done = {"n": 0}
+
+    def write_stream(tmp: str) -> None:
+        with AudioStream(job.source) as src, sf.SoundFile(
+            tmp, "w", SAMPLE_RATE, 1, subtype="PCM_16", format="WAV"
+        ) as dst:
+            with torch.inference_mode(False):
+                res = enhance_chunked(
+                    prior, algorithm, src.read, src.n_samples,
+                    lambda y: dst.write(np.clip(y, -1.0, 1.0)), None, device, seed, chunking,
+                    progress,
+                )  # fmt: skip
+            if src.peak == 0.0:
+                raise InputError(f"{job.source}: audio is all zeros (silent)")
+            check_level(job.source, np.array([src.peak]))  # the whole file, once streamed
+            done["n"] = res.n_samples
+
+    atomic_write(job.out_audio, write_stream)
+    return done["n"]
+
+
+class AudioStream:
+    """A long audio file read forward as 16 kHz mono float32, block by block.
+
+    ``read(start, stop)`` takes spans in increasing order (overlaps allowed) and keeps only
+    the samples from the last ``start`` on: memory O(span). Stereo is downmixed and other
+    rates resampled as they stream (soxr, VHQ), with the same one-line notes as
+    :func:`~reavise.audio.load_audio`; a block with NaN or infinite samples raises
+    :class:`InputError` naming the file.
+    """
+
+    BLOCK = 1 << 16
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.file = sf.SoundFile(str(path))
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable audio file ({exc})") from None
+        self.rate = self.file.samplerate
+        self.n_samples = int(round(self.file.frames * SAMPLE_RATE / self.rate))
+        if self.file.channels > 1:
+            log.warning(f"{path}: {self.file.channels} channels, downmixed to mono")
+        self.resampler = None
+        if self.rate != SAMPLE_RATE:
+            import soxr
+
+            log.warning(f"{path}: sample rate {self.rate} Hz, resampled to {SAMPLE_RATE} Hz")
+            self.resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, "float32", "VHQ")
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0
+        self.eof = False
+        self.peak = 0.0
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def _pull(self) -> None:
+        block = self.file.read(self.BLOCK, dtype="float32", always_2d=True)
+        self.eof = len(block) < self.BLOCK
+        if not np.all(np.isfinite(block)):
+            raise InputError(f"{self.path}: audio contains NaN or infinite samples")
+        x = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+        if self.resampler is not None:
+            x = self.resampler.resample_chunk(x, last=self.eof)
+        if len(x):
+            self.peak = max(self.peak, float(np.max(np.abs(x))))
+        self.buf = np.concatenate([self.buf, x.astype(np.float32, copy=False)])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        if start < self.buf_start:
+            raise ValueError("AudioStream reads forward only")
+        drop = start - self.buf_start
+        self.buf, self.buf_start = self.buf[drop:], start
+        while not self.eof and len(self.buf) < stop - start:
+            self._pull()
+        return self.buf[: stop - start].copy()

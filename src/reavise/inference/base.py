@@ -17,6 +17,7 @@ import torch
 
 from .. import validate as V
 from ..errors import ReaviseError, SettingError
+from .draws import BatchDraws
 from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
 
 ALGORITHMS: dict[str, tuple[type, type]] = {}
@@ -90,6 +91,9 @@ class EMResult:
     nmf: NMFState
     z: torch.Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    #: per utterance: the iteration it stopped at (tol) and whether it converged
+    n_iters: list[int] = field(default_factory=list)
+    converged_each: list[bool] = field(default_factory=list)
 
 
 class EMAlgorithm:
@@ -101,7 +105,7 @@ class EMAlgorithm:
         self.config = config
 
     # --- to implement -----------------------------------------------------------------
-    def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: torch.Generator) -> dict:
+    def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: BatchDraws) -> dict:
         """E-step state before the first iteration: ``config.init`` (encoder or prior mean)."""
         with torch.no_grad():
             mu, logvar = prior.encode(P, ctx)
@@ -111,9 +115,11 @@ class EMAlgorithm:
         return {"z": mu, "logvar": logvar}
 
     def e_step(
-        self, prior, P: torch.Tensor, ctx: Any, nmf: NMFState, state: dict, gen: torch.Generator
+        self, prior, P: torch.Tensor, ctx: Any, nmf: NMFState, state: dict, gen: BatchDraws
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (z samples [R, B, T, D], speech variances sigma2(z) [R, B, T, F])."""
+        """Return (z samples [R, B, T, D], speech variances sigma2(z) [R, B, T, F]).
+
+        Every random draw goes through ``gen`` (per utterance, at its own length)."""
         raise NotImplementedError
 
     # --- shared loop ------------------------------------------------------------------
@@ -125,11 +131,18 @@ class EMAlgorithm:
         frame_mask: torch.Tensor | None = None,
         seed: int = 0,
         progress=None,
+        seeds: list[int] | None = None,
     ) -> EMResult:
-        """Enhance STFTs ``X`` [B, T, F] (complex) with speech prior ``prior``."""
+        """Enhance STFTs ``X`` [B, T, F] (complex) with speech prior ``prior``.
+
+        ``frame_mask`` [B, T] marks each utterance's real frames (a prefix; the rest is
+        padding). Utterance b draws its random numbers from its own generator seeded with
+        ``seeds[b]`` (default: ``seed`` for all), at its own length (:class:`BatchDraws`), and
+        with ``tol`` it stops at its own iteration: its result does not depend on the other
+        utterances of the batch, their order or the padding.
+        """
         cfg = self.config
         device = X.device
-        gen = torch.Generator(device=device).manual_seed(int(seed))
         P = X.abs().square()
         B, T, _ = P.shape
         mask = (
@@ -137,6 +150,8 @@ class EMAlgorithm:
             if frame_mask is None
             else frame_mask.to(P.dtype)
         )
+        lengths = [int(n) for n in mask.count_nonzero(-1).tolist()]
+        gen = BatchDraws([seed] * B if seeds is None else seeds, lengths, T, device)
         req = [p.requires_grad for p in prior.parameters()]
         prior.requires_grad_(False)
         try:
@@ -147,7 +162,7 @@ class EMAlgorithm:
                 prior.em_begin(ctx)
             state = self.init_latent(prior, P, ctx, gen)
             costs = []
-            converged = False
+            stop = _Stopping(B, cfg.tol, device)
             it = 0
             for it in range(1, cfg.max_iter + 1):
                 z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
@@ -160,14 +175,14 @@ class EMAlgorithm:
                 costs.append(cost)
                 if progress is not None:
                     progress(it, cost)
-                if cfg.tol > 0 and it > 1:
-                    rel = (costs[-2] - cost).abs() / costs[-2].abs().clamp_min(1e-12)
-                    if bool((rel < cfg.tol).all()):
-                        converged = True
-                        break
+                newly = stop.update(it, costs)
+                if newly.any():  # their result is the one they would have stopped with alone
+                    with torch.no_grad():
+                        stop.keep(newly, _wiener_gain(nmf, Vs))
+                if stop.all_done:
+                    break
             with torch.no_grad():
-                gVs = nmf.g[..., None] * Vs
-                gain = (gVs / (gVs + nmf.WH)).mean(0)  # posterior-mean Wiener gain
+                gain = stop.merge(_wiener_gain(nmf, Vs))
                 speech = gain * X
                 noise = X - speech
         finally:
@@ -178,11 +193,59 @@ class EMAlgorithm:
             noise=noise,
             cost=torch.stack(costs),
             n_iter=it,
-            converged=converged,
+            converged=stop.all_done,
             nmf=nmf,
             z=z,
             info=dict(prior.em_info(ctx)) if hasattr(prior, "em_info") else {},
+            n_iters=stop.n_iters(it),
+            converged_each=stop.done.tolist(),
         )
+
+
+def _wiener_gain(nmf: NMFState, Vs: torch.Tensor) -> torch.Tensor:
+    """Posterior-mean Wiener gain E_z[g sigma2 / (g sigma2 + WH)] [B, T, F]."""
+    gVs = nmf.g[..., None] * Vs
+    return (gVs / (gVs + nmf.WH)).mean(0)
+
+
+class _Stopping:
+    """Per-utterance stopping on the relative cost change (``tol``); keeps the gains of the
+    utterances that stopped while the others go on."""
+
+    def __init__(self, B: int, tol: float, device):
+        self.tol = tol
+        self.done = torch.zeros(B, dtype=torch.bool, device=device)
+        self.stopped_at = [0] * B
+        self.gain: torch.Tensor | None = None
+
+    def update(self, it: int, costs: list[torch.Tensor]) -> torch.Tensor:
+        """Mark (and return) the utterances whose cost changed by less than tol just now."""
+        if self.tol <= 0 or it < 2:
+            return torch.zeros_like(self.done)
+        rel = (costs[-2] - costs[-1]).abs() / costs[-2].abs().clamp_min(1e-12)
+        newly = (rel < self.tol) & ~self.done
+        for b in newly.nonzero().flatten().tolist():
+            self.stopped_at[b] = it
+        self.done |= newly
+        return newly
+
+    @property
+    def all_done(self) -> bool:
+        return bool(self.done.all())
+
+    def keep(self, rows: torch.Tensor, gain: torch.Tensor) -> None:
+        if self.gain is None:
+            self.gain = torch.zeros_like(gain)
+        self.gain[rows] = gain[rows]
+
+    def merge(self, gain: torch.Tensor) -> torch.Tensor:
+        """The final gain, with the kept rows of the utterances that stopped earlier."""
+        if self.gain is None:
+            return gain
+        return torch.where(self.done[:, None, None], self.gain, gain)
+
+    def n_iters(self, last: int) -> list[int]:
+        return [s or last for s in self.stopped_at]
 
 
 def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:

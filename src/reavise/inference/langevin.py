@@ -16,6 +16,7 @@ import torch
 from .. import validate as V
 from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
+from .draws import as_draws
 
 
 @dataclass
@@ -54,7 +55,7 @@ class LangevinEM(EMAlgorithm):
             # per-frame gradient norm clipping keeps the unadjusted chain from diverging
             norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             grad = grad * torch.clamp(cfg.grad_clip / norm, max=1.0)
-            noise = torch.randn(z.shape, generator=gen, device=z.device, dtype=z.dtype)
+            noise = as_draws(gen, z).like(z)
             z = (z + 0.5 * eta * grad + math.sqrt(eta) * noise).detach()
             if step >= cfg.n_steps - cfg.n_samples:
                 samples.append(z)

@@ -19,6 +19,7 @@ from .. import native as native_kernels
 from .. import validate as V
 from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, register_algorithm
+from .draws import as_draws
 
 
 @dataclass
@@ -184,13 +185,15 @@ class MCEM(EMAlgorithm):
         state["Vs"] = Vs_out[-1]
         return zs, Vs_out
 
-    def _draws(self, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """All randomness of one E-step in two calls, the same for both E-steps: proposal
-        steps eps [n_mh, ..., D] and log acceptance thresholds log u [n_mh, ...]."""
+    def _draws(self, z: torch.Tensor, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        """All randomness of one E-step in two draws per utterance, the same for both E-steps:
+        proposal steps eps [n_mh, B, T, D] and log acceptance thresholds log u [n_mh, B, T]
+        (``gen``: :class:`~reavise.inference.draws.BatchDraws`, each utterance its own)."""
         cfg = self.config
-        opts = {"generator": gen, "device": z.device, "dtype": z.dtype}
-        eps = torch.randn((cfg.n_mh, *z.shape), **opts).mul_(math.sqrt(cfg.proposal_var))
-        return eps, torch.rand((cfg.n_mh, *z.shape[:-1]), **opts).log_()
+        gen = as_draws(gen, z)  # a plain torch.Generator: one stream for the batch
+        eps = gen.like(z, torch.randn, (cfg.n_mh,)).mul_(math.sqrt(cfg.proposal_var))
+        log_u = gen.frames(torch.rand, (cfg.n_mh,), tuple(z.shape[2:-1]), z.dtype, fill=0.5)
+        return eps, log_u.log_()
 
     def _prior_scorer(self, prior, ctx, z: torch.Tensor):
         """gamma log p(z|v) up to a constant (``prior_weight`` gamma), p(z|v) computed once."""

@@ -34,14 +34,22 @@ class NMFState:
         return self.H @ self.W
 
 
-def init_nmf(
-    P: torch.Tensor, rank: int, generator: torch.Generator | None = None
-) -> NMFState:
-    """Random positive W, H (uniform, as the published code) and unit gains."""
+def init_nmf(P: torch.Tensor, rank: int, generator=None) -> NMFState:
+    """Random positive W, H (uniform, as the published code) and unit gains.
+
+    ``generator``: a ``torch.Generator`` (one stream for the whole batch), or a
+    :class:`~reavise.inference.draws.BatchDraws` (each utterance's W, then H, from its own
+    stream: the same numbers whatever else is in the batch; H is 0.5 in padded frames)."""
+    from .draws import BatchDraws
+
     B, T, F = P.shape
-    opts = {"device": P.device, "dtype": P.dtype, "generator": generator}
-    W = torch.rand(B, rank, F, **opts).clamp_min(EPS)
-    H = torch.rand(B, T, rank, **opts).clamp_min(EPS)
+    if isinstance(generator, BatchDraws):
+        W = generator.per_utterance(torch.rand, (rank, F), P.dtype).clamp_min(EPS)
+        H = generator.frames(torch.rand, (), (rank,), P.dtype, fill=0.5).clamp_min(EPS)
+    else:
+        opts = {"device": P.device, "dtype": P.dtype, "generator": generator}
+        W = torch.rand(B, rank, F, **opts).clamp_min(EPS)
+        H = torch.rand(B, T, rank, **opts).clamp_min(EPS)
     g = torch.ones(B, T, device=P.device, dtype=P.dtype)
     return NMFState(W, H, g)
 
