@@ -297,7 +297,7 @@ def main() -> None:
         print("published A-VAE + VEM/MCEM/Langevin on the NTCD-TIMIT sample ...", flush=True)
         report["published"] = bench_published(args.repeat)
     if "mcem" in only:
-        print("MCEM torch vs NumPy reference ...", flush=True)
+        print("MCEM fast paths vs the NumPy reference ...", flush=True)
         report["mcem"] = bench_mcem(args.repeat, args.mcem_iters)
     if "synth" in only:
         print("synthetic corpus generation rate ...", flush=True)

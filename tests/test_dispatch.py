@@ -110,3 +110,26 @@ def test_int8_decoder_setting_accepts_auto_true_false_only():
     for bad in ("fast", 1, 0, None, [True]):
         with pytest.raises(ReaviseError, match="int8_decoder must be auto, true or false"):
             build_algorithm("mcem", int8_decoder=bad)
+
+
+@needs_native
+@pytest.mark.parametrize("int8_fast", [True, False])
+def test_auto_runs_exactly_the_path_the_decision_names(fresh, int8_fast):
+    """An emulated slow-int8 machine (injected timings): auto gives int8_decoder=false's
+    numbers; a fast one: int8_decoder=true's."""
+    from reavise.inference.mcem import MCEMConfig
+    from reavise.inference.nmf import init_nmf
+    from test_native import _tiny_avae
+
+    fresh["t"] = (1e-3, 2e-4) if int8_fast else (1e-3, 3e-2)
+    prior = _tiny_avae()
+    g = torch.Generator().manual_seed(1)
+    P = torch.rand(1, 30, 65, generator=g) ** 2
+    nmf, z0 = init_nmf(P, 4, g), torch.randn(1, 30, 4, generator=g)
+    out = {}
+    for mode in ("auto", True, False):
+        cfg = MCEMConfig(n_mh=8, burn_in=4, proposal_var=0.05, int8_decoder=mode)
+        zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, {"z": z0.clone()}, torch.Generator().manual_seed(7))
+        out[mode] = Vs
+    assert torch.equal(out["auto"], out[int8_fast])
+    assert not torch.equal(out[True], out[False])  # the two paths do differ
