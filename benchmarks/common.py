@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+#: the real reference data beside the repo ($REAVISE_SHARED_DATA overrides, e.g. for a worktree)
+SHARED = Path(os.environ.get("REAVISE_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def shared_available() -> bool:
@@ -55,4 +56,5 @@ def machine() -> dict:
         "processor": platform.processor() or platform.machine(),
         "numpy_blas": numpy_blas(),
         "native_kernels": "on" if native.load() is not None else f"off ({native.unavailable_reason()})",
+        "int8_cpu_flags": sorted((native.cpu_flags() or set()) & set(native.INT8_CPU_FLAGS)),
     }

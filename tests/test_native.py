@@ -239,10 +239,11 @@ def test_mcem_uses_the_int8_decoder_only_where_it_applies():
 
     state = {}
     z = torch.zeros(1, 10, 4)
-    assert MCEM._int8_decoder(_tiny_avae(), None, z, state) is not None
+    assert MCEM._int8_decoder(_tiny_avae(), None, z, state, True) is not None
     assert state["int8_decoder"].P1.shape == (10, 72)  # 65 bins padded to a multiple of 8
     assert state["int8_decoder"].rowscale is None  # the tanh layer: fixed scale, in C
-    assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, {}) is None  # 36 % 8 != 0
+    assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, {}, True) is None  # 36 % 8 != 0
+    assert MCEM._int8_decoder(_tiny_avae(), None, z, {}, False) is None
 
 
 def _tiny_av(name="av-cvae", **kw):
@@ -268,7 +269,7 @@ def test_int8_decoder_of_an_attention_prior_with_video(decoder_video):
         ctx = prior.context(video, valid)
         z = torch.randn(1, 30, 4, generator=g)
         state = {}
-        dec = MCEM._int8_decoder(prior, ctx, z, state)
+        dec = MCEM._int8_decoder(prior, ctx, z, state, True)
         assert dec is not None and dec.rowscale is not None
         dec.products(z)
         offset = torch.randn(1, 30, 65, generator=g)

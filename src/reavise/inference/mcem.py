@@ -10,6 +10,7 @@ sigma2 are tracked rather than decoded again. docs/inference.md lists the other 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ from .. import validate as V
 from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, register_algorithm
 from .draws import as_draws
+
+log = logging.getLogger(__name__)
+INT8_MODES = ("auto", True, False)
 
 
 @dataclass
@@ -35,8 +39,10 @@ class MCEMConfig(EMConfig):
     prior_weight: float = 1.0
     #: with the native kernels and a prior that splits its decoder (``decoder_split``: A-VAE,
     #: MIN-VAE, AV-VAE, AV-CVAE), run the decoder's output layer as exact int8 products of
-    #: 14-bit fixed-point operands (``reavise.native.Int8Decoder``): log-variance error ~1e-4
-    int8_decoder: bool = True
+    #: 14-bit fixed-point operands (``reavise.native.Int8Decoder``): log-variance error ~1e-4.
+    #: "auto": where this machine runs them faster than float32 (``native.decoder_path``: CPU
+    #: flags, else a cached few-ms measurement); True: always (if torch has them); False: never
+    int8_decoder: bool | str = "auto"
 
     def __post_init__(self):
         super().__post_init__()
@@ -52,6 +58,10 @@ class MCEMConfig(EMConfig):
 @register_algorithm("mcem", MCEMConfig)
 class MCEM(EMAlgorithm):
     config: MCEMConfig
+
+    def __init__(self, config: MCEMConfig):
+        super().__init__(config)
+        config.int8_decoder = int8_mode(config.int8_decoder)
 
     def e_step(self, prior, P, ctx, nmf, state, gen):
         if self.config.native and native_kernels.usable(state["z"], P):
@@ -139,7 +149,7 @@ class MCEM(EMAlgorithm):
             score_prior = self._prior_scorer(prior, ctx, z)
             standard = prior.standard_prior  # then the kernel scores -gamma |z|^2 / 2 itself
 
-            dec = self._int8_decoder(prior, ctx, z, state) if cfg.int8_decoder else None
+            dec = self._int8_decoder(prior, ctx, z, state, cfg.int8_decoder)
             if dec is not None:
                 base = (log2_c + dec.bias_log2).contiguous()
 
@@ -202,12 +212,17 @@ class MCEM(EMAlgorithm):
         return score if gamma == 1.0 else (lambda z: score(z).mul_(gamma))
 
     @staticmethod
-    def _int8_decoder(prior, ctx, z, state) -> native_kernels.Int8Decoder | None:
+    def _int8_decoder(prior, ctx, z, state, mode: bool | str = "auto") -> native_kernels.Int8Decoder | None:
         """The prior's decoder with int8 output-layer products (quantised weights kept in
-        ``state`` for the run), or None when the prior does not split its decoder."""
+        ``state`` for the run), or None: ``mode`` False, the prior does not split its decoder,
+        or ("auto") this machine runs the float32 product faster (``native.decoder_path``)."""
+        if mode is False:
+            return None
         split = prior.decoder_split(ctx)
         # _int_mm takes inner sizes (hidden, 2 x hidden) in multiples of 8
-        if split is None or split.weight.shape[1] % 8 or not native_kernels.int8_gemm_available():
+        if split is None or split.weight.shape[1] % 8:
+            return None
+        if not _int8_wanted(mode, *split.weight.shape[::-1]):
             return None
         N = z.numel() // z.shape[-1]
         dec = state.get("int8_decoder")
@@ -216,6 +231,33 @@ class MCEM(EMAlgorithm):
         else:
             dec.split = split  # the same weights; the context may be new
         return dec
+
+
+def int8_mode(value) -> bool | str:
+    """``MCEMConfig.int8_decoder`` as "auto", True or False (strings from YAML or the CLI
+    accepted); anything else is a ValueError naming the setting."""
+    if isinstance(value, str):
+        value = {"auto": "auto", "true": True, "false": False}.get(value.strip().lower(), value)
+    if value not in INT8_MODES or (value != "auto" and not isinstance(value, bool)):
+        raise ValueError(f"int8_decoder must be auto, true or false, got {value!r}")
+    return value
+
+
+_warned_forced = False
+
+
+def _int8_wanted(mode: bool | str, hidden: int, bins: int) -> bool:
+    """Whether the int8 output layer runs: "auto" asks ``decoder_path``; True needs only
+    ``torch._int_mm`` (said once when it is missing)."""
+    global _warned_forced
+    if mode == "auto":
+        return native_kernels.decoder_path(hidden, bins).chosen == "int8"
+    if native_kernels.int8_gemm_available():
+        return True
+    if not _warned_forced:
+        log.warning("int8_decoder=true, but this torch has no CPU torch._int_mm: float32 decoder")
+        _warned_forced = True
+    return False
 
 
 def _noise_terms(P: torch.Tensor, nmf) -> tuple[torch.Tensor, ...]:

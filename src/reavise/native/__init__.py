@@ -9,12 +9,19 @@ float32 on the CPU, callers use their torch code instead (same algorithm, same r
 The shared library is built once per source, flags and CPU into the cache directory
 (``$REAVISE_CACHE``, else ``$XDG_CACHE_HOME/reavise``, else ``~/.cache/reavise``), written to a
 temporary name and renamed, so concurrent first uses never load a half-written file.
+
+Whether MCEM runs the decoder's output layer as int8 products is decided per machine
+(``decoder_path``): x86 CPUs without VNNI/AMX never do (``torch._int_mm`` has no fast kernel
+there: about 25x slower than float32); elsewhere a few milliseconds of timed products of the real
+shapes decide, and the decision is cached beside the library, keyed by it, torch's version
+and the shapes.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -22,6 +29,8 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch  # noqa: F401  (loaded first: the kernels then share torch's libgomp.so.1)
@@ -39,6 +48,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
+_lib_path: Path | None = None
 _error: str | None = None
 _tried = False
 
@@ -110,7 +120,7 @@ def _build(cc: str) -> Path:
 
 def load() -> ctypes.CDLL | None:
     """The kernels' library, built on first use; None if disabled or it cannot be built."""
-    global _lib, _error, _tried
+    global _lib, _lib_path, _error, _tried
     if not enabled():
         return None
     with _lock:
@@ -121,12 +131,13 @@ def load() -> ctypes.CDLL | None:
         try:
             if cc is None:
                 raise RuntimeError("no C compiler (cc/gcc) on PATH")
-            lib = ctypes.CDLL(str(_build(cc)))
+            path = _build(cc)
+            lib = ctypes.CDLL(str(path))
             for name, args in _SIGNATURES.items():
                 fn = getattr(lib, name)
                 fn.argtypes = args
                 fn.restype = ctypes.c_int if name == "reavise_nmf_step" else None
-            _lib = lib
+            _lib, _lib_path = lib, path
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             _error = str(exc)
             log.info("native MCEM kernels unavailable (%s); using the torch code", _error)
@@ -173,7 +184,8 @@ _int8_ok: bool | None = None
 
 
 def int8_gemm_available() -> bool:
-    """True when this torch runs int8 x int8 -> int32 products on the CPU (``torch._int_mm``)."""
+    """True when this torch runs int8 x int8 -> int32 products on the CPU (``torch._int_mm``)
+    exactly; whether they are fast is ``decoder_path``'s question."""
     global _int8_ok
     if _int8_ok is None:
         try:
@@ -184,17 +196,191 @@ def int8_gemm_available() -> bool:
     return _int8_ok
 
 
+#: x86 feature flags with fast int8 dot products; without one, torch._int_mm is a slow loop
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: the int8 output layer is chosen only when it measures at least this much faster
+INT8_MARGIN = 1.15
+#: frames in the timed products (the per-frame cost does not depend on the utterance length)
+MEASURE_ROWS = 256
+_DISPATCH_VERSION = 1  # bump when the measurement changes: older cached decisions are ignored
+
+
+@dataclass(frozen=True)
+class DecoderPath:
+    """How MCEM runs the decoder's output layer on this machine, and why.
+
+    ``chosen`` is "int8" or "float32"; ``reason`` one of "measured", "cached" (a measurement
+    of an earlier process), or why no measurement was needed. Speeds are of the output layer
+    [MEASURE_ROWS, H] x [H, F] on one thread (multiply-adds x 2 per second, 1e9, of the float32
+    product; the int8 path's are the same products); None when not measured."""
+
+    chosen: str
+    reason: str
+    float32_gflops: float | None = None
+    int8_gflops: float | None = None
+    hidden: int = 0
+    bins: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for logs and benchmarks."""
+        speeds = ""
+        if self.float32_gflops is not None and self.int8_gflops is not None:
+            speeds = (f": int8 {self.int8_gflops:.0f} vs float32 {self.float32_gflops:.0f} "
+                      f"GFLOP/s-equivalent")  # fmt: skip
+        return (f"MCEM decoder output layer ({self.hidden} -> {self.bins}): {self.chosen} "
+                f"({self.reason}{speeds})")  # fmt: skip
+
+
+_paths: dict[tuple, DecoderPath] = {}
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux /proc/cpuinfo), None where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def int8_ruled_out_by_cpu() -> str | None:
+    """Why this CPU's flags rule the int8 products out without measuring (x86 without
+    VNNI or AMX), else None (other CPUs, or flags unreadable: measure)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    flags = cpu_flags()
+    if flags is None or flags & set(INT8_CPU_FLAGS):
+        return None
+    return "this CPU has no " + "/".join(INT8_CPU_FLAGS)
+
+
+def measure_decoder_products(hidden: int, bins: int, budget_s: float = 0.02,
+                             max_rounds: int = 200) -> tuple[float, float]:  # fmt: skip
+    """Seconds of one output-layer product of the real shapes on one thread, (float32, int8):
+    the ``addmm`` of MCEM's float32 path against ``Int8Decoder``'s two ``_int_mm`` (their
+    operands' conversions replace work the float32 path does too: the hidden layer, reading
+    the output). Interleaved rounds over ``budget_s`` (longer than a scheduler time slice, so
+    a busy machine cannot slow every round of one path), the minimum of each. One thread: a
+    busy machine stalls multi-threaded regions for whole time slices, and the question is
+    which kernel is faster, which the thread count does not change."""
+    g = torch.Generator().manual_seed(0)
+    N, H, Fp = MEASURE_ROWS, hidden, -(-bins // 8) * 8
+    h, Wt = torch.rand(N, H, generator=g), torch.randn(H, bins, generator=g)
+    C = torch.randn(N, bins, generator=g)
+    a1, a2, B1, B2 = (torch.randint(-127, 128, shape, generator=g, dtype=torch.int8)
+                      for shape in ((N, H), (N, 2 * H), (H, Fp), (2 * H, Fp)))  # fmt: skip
+    P1, P2 = torch.empty(N, Fp, dtype=torch.int32), torch.empty(N, Fp, dtype=torch.int32)
+
+    def f32() -> None:
+        torch.addmm(C, h, Wt)
+
+    def int8() -> None:
+        torch._int_mm(a1, B1, out=P1)
+        torch._int_mm(a2, B2, out=P2)
+
+    best = [float("inf"), float("inf")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            f32(), int8()  # first-call allocations
+            start = time.perf_counter()
+            for r in range(max_rounds):
+                for i, fn in enumerate((f32, int8)):
+                    t0 = time.perf_counter()
+                    fn()
+                    best[i] = min(best[i], time.perf_counter() - t0)
+                if r >= 2 and time.perf_counter() - start > budget_s:
+                    break
+    finally:
+        torch.set_num_threads(threads)
+    return best[0], best[1]
+
+
+def _dispatch_file(hidden: int, bins: int) -> Path:
+    """The cached decision's file: keyed like the library (its build key: source, flags,
+    compiler, CPU) plus torch's version and the shapes."""
+    lib = _lib_path.stem if _lib_path is not None else "none"
+    key = "\0".join(map(str, (_DISPATCH_VERSION, lib, torch.__version__, hidden, bins,
+                               INT8_MARGIN, MEASURE_ROWS)))  # fmt: skip
+    return cache_dir() / f"decoder-path-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _read_cached(path: Path) -> DecoderPath | None:
+    try:
+        rec = json.loads(path.read_text())
+        return DecoderPath(**{**rec, "reason": "cached"})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_cached(path: Path, choice: DecoderPath) -> None:
+    """Written to a temporary name and renamed; a cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(choice.as_dict(), f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("could not cache the decoder path decision in %s: %s", path, exc)
+
+
+def _decide(hidden: int, bins: int) -> DecoderPath:
+    """Measure (or rule out by CPU flags) the int8 output layer against float32."""
+    shape = {"hidden": hidden, "bins": bins}
+    if load() is None:
+        return DecoderPath("float32", f"native kernels unavailable ({unavailable_reason()})", **shape)
+    if not int8_gemm_available():
+        return DecoderPath("float32", "this torch has no CPU torch._int_mm", **shape)
+    ruled_out = int8_ruled_out_by_cpu()
+    if ruled_out is not None:
+        return DecoderPath("float32", ruled_out, **shape)
+    t_f32, t_int8 = measure_decoder_products(hidden, bins)
+    flop = 2.0 * MEASURE_ROWS * hidden * bins
+    chosen = "int8" if t_int8 * INT8_MARGIN < t_f32 else "float32"
+    return DecoderPath(chosen, "measured", round(flop / t_f32 / 1e9, 1),
+                       round(flop / t_int8 / 1e9, 1), **shape)  # fmt: skip
+
+
+def decoder_path(hidden: int, bins: int, refresh: bool = False) -> DecoderPath:
+    """How MCEM's ``int8_decoder="auto"`` runs an output layer [hidden] -> [bins] here.
+
+    Decided once per process and shapes: from the disk cache when an earlier process measured
+    it, else by the CPU's flags, else by ``measure_decoder_products`` (a few ms), then cached.
+    ``refresh`` measures again (benchmarks). Logged once at INFO level."""
+    key = (hidden, bins)
+    if not refresh and key in _paths:
+        return _paths[key]
+    load()  # the cache key names the library
+    path = _dispatch_file(hidden, bins)
+    choice = None if refresh else _read_cached(path)
+    if choice is None:
+        choice = _decide(hidden, bins)
+        if choice.reason == "measured":
+            _write_cached(path, choice)
+    _paths[key] = choice
+    log.info("%s", choice.summary())
+    return choice
+
+
 class Int8Decoder:
     """A decoder log sigma2(z) = W h(z) + b whose output layer runs as exact int8 GEMMs, for MCEM.
 
     The output layer is nearly all of the decoder's work. The hidden activation h and each
     output column of W become 14-bit fixed-point numbers split in two int8 limbs, multiplied
     by two ``torch._int_mm`` calls (exact int32 sums; about 2.6x cheaper than the float32
-    product on a CPU with VNNI), and converted back in the kernels (see ``mcem_kernels.c``).
+    product on a CPU with VNNI, about 25x dearer on one without), and converted back in the kernels (see ``mcem_kernels.c``).
     ``split`` is the prior's ``decoder_split(ctx)``: with ``tanh_layer`` (the A-VAE), h =
     tanh(W1 z + b1) is computed in C on the fixed range [-1, 1]; otherwise h comes from torch
     and each frame gets its own scale (max |h|). Log-variance error ~1e-4 (tests, ``make
-    bench``); ``MCEMConfig.int8_decoder=False`` keeps float32.
+    bench``). ``MCEMConfig.int8_decoder``: "auto" uses it where ``decoder_path`` measured it
+    faster, True always, False never.
     """
 
     def __init__(self, split, n_frames: int):
