@@ -195,7 +195,7 @@ def test_truncated_checkpoint_falls_back_then_starts_over(wav_folder, uninterrup
 def test_finished_early_stopped_run_is_not_extended(wav_folder, tmp_path):
     """A run that stopped early resumes into nothing, as the uninterrupted run trains no further."""
     out = tmp_path / "run"
-    cfg = _cfg(epochs=30, lr=0.0, patience=1)  # lr 0: val loss only wobbles; stops early
+    cfg = _cfg(epochs=30, lr=1e-12, patience=1)  # lr ~0: val loss only wobbles; stops early
     train(wav_folder, out, cfg, progress=False)
     n = _summary(out)["epochs_run"]
     assert n < 30
@@ -204,7 +204,7 @@ def test_finished_early_stopped_run_is_not_extended(wav_folder, tmp_path):
     assert _summary(out)["epochs_run"] == n
     assert (out / "last.ckpt").read_bytes() == before  # no epoch was run
     # a larger patience is a bigger budget: training goes on
-    train(wav_folder, out, _cfg(epochs=n + 1, lr=0.0, patience=30), progress=False)
+    train(wav_folder, out, _cfg(epochs=n + 1, lr=1e-12, patience=30), progress=False)
     assert _summary(out)["epochs_run"] == n + 1
 
 

@@ -45,6 +45,7 @@ class MCEMConfig(EMConfig):
     int8_decoder: bool | str = "auto"
 
     def __post_init__(self):
+        self.int8_decoder = int8_mode(self.int8_decoder)  # before the type check: "true" -> True
         super().__post_init__()
         V.at_least(self, "n_mh", 1)
         V.at_least(self, "burn_in", 0)
@@ -58,10 +59,6 @@ class MCEMConfig(EMConfig):
 @register_algorithm("mcem", MCEMConfig)
 class MCEM(EMAlgorithm):
     config: MCEMConfig
-
-    def __init__(self, config: MCEMConfig):
-        super().__init__(config)
-        config.int8_decoder = int8_mode(config.int8_decoder)
 
     def e_step(self, prior, P, ctx, nmf, state, gen):
         if self.config.native and native_kernels.usable(state["z"], P):
@@ -235,11 +232,11 @@ class MCEM(EMAlgorithm):
 
 def int8_mode(value) -> bool | str:
     """``MCEMConfig.int8_decoder`` as "auto", True or False (strings from YAML or the CLI
-    accepted); anything else is a ValueError naming the setting."""
+    accepted); anything else is a SettingError naming the setting."""
     if isinstance(value, str):
         value = {"auto": "auto", "true": True, "false": False}.get(value.strip().lower(), value)
     if value not in INT8_MODES or (value != "auto" and not isinstance(value, bool)):
-        raise ValueError(f"int8_decoder must be auto, true or false, got {value!r}")
+        raise SettingError("int8_decoder", f"must be auto, true or false, got {value!r}")
     return value
 
 
