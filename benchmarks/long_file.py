@@ -122,25 +122,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, nargs="+", default=[60.0, 300.0])
-    ap.add_argument("--algos", nargs="+", default=["vem", "mcem"])
-    ap.add_argument("--threads", type=int, default=None, help="--threads for the CLI")
-    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
-    args = ap.parse_args()
+def bench_long(seconds: list[float], algos: list[str], threads: int | None = None) -> dict:
+    """Each algorithm at each length: {"meta": ..., "rows": [...]} (see ``markdown``)."""
     sys.path.insert(0, str(REPO / "src"))
-    args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="reavise-long-") as tmp:
         work = Path(tmp)
         ckpt, model_name = model(work)
         x, signal = base_signal()
-        for algo in args.algos:
+        for algo in algos:
             first = None
-            for secs in sorted(args.seconds):
+            for secs in sorted(seconds):
                 wav = write_tiled(x, secs, work / f"in-{secs:g}.wav")
-                r = measure(wav, ckpt, algo, work / "out", args.threads)
+                r = measure(wav, ckpt, algo, work / "out", threads)
                 first = first or r["rtf"]
                 ratio = r["rtf"] / first
                 ok = r["peak_mb"] <= PEAK_LIMIT_MB and ratio <= 1 + RTF_TOLERANCE
@@ -148,10 +142,22 @@ def main() -> None:
                              "ok": ok})  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
                 wav.unlink()
-    meta = {"model": model_name, "signal": signal, "threads": args.threads,
+    meta = {"model": model_name, "signal": signal, "threads": threads,
             "cpu_count": os.cpu_count()}  # fmt: skip
-    (args.out / "long_file.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (args.out / "long_file.md").write_text(markdown(rows, meta))
+    return {"meta": meta, "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, nargs="+", default=[60.0, 300.0])
+    ap.add_argument("--algos", nargs="+", default=["vem", "mcem"])
+    ap.add_argument("--threads", type=int, default=None, help="--threads for the CLI")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = bench_long(args.seconds, args.algos, args.threads)
+    (args.out / "long_file.json").write_text(json.dumps(res, indent=2))
+    (args.out / "long_file.md").write_text(markdown(res["rows"], res["meta"]))
     print(f"wrote {args.out / 'long_file.json'} and {args.out / 'long_file.md'}")
 
 

@@ -222,6 +222,14 @@ def to_markdown(report: dict) -> str:
             f"{s['minutes_per_corpus_hour']} min per hour of corpus.",
             "",
         ]
+    if "roi" in report:
+        from mouth_roi import to_markdown as roi_markdown
+
+        lines += roi_markdown(report["roi"])
+    if "long" in report:
+        from long_file import markdown as long_markdown
+
+        lines += ["## " + long_markdown(report["long"]["rows"], report["long"]["meta"]).lstrip("# "), ""]
     for k, v in report.get("skipped", {}).items():
         lines.append(f"- {k}: skipped ({v})")
     return "\n".join(lines) + "\n"
@@ -279,7 +287,9 @@ def _decision_line(fast: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
-    ap.add_argument("--only", default="published,mcem,synth")
+    ap.add_argument("--only", default="published,mcem,synth,roi,long")
+    ap.add_argument("--long-seconds", default="60,300", help="file lengths of the long-file "
+                    "section (60,3600 is the one-hour check, ~20 min)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--mcem-iters", type=int, default=100)
     ap.add_argument("--synth-minutes", type=float, default=3.0)
@@ -302,6 +312,20 @@ def main() -> None:
     if "synth" in only:
         print("synthetic corpus generation rate ...", flush=True)
         report["synth"] = bench_synth(args.synth_minutes, args.workers)
+    if "roi" in only:
+        from mouth_roi import DEFAULT_VIDEOS, bench_mouth_roi, write_report
+
+        print("mouth-ROI extraction: tracked vs per-frame detection ...", flush=True)
+        sec = bench_mouth_roi(DEFAULT_VIDEOS, n=20, repeat=1)
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_report(dict(sec), args.out)  # mouth_roi.json/.md/.png
+        sec.pop("_montage", None)  # keep the image array out of bench.json
+        report["roi"] = sec
+    if "long" in only:
+        from long_file import bench_long
+
+        print("long files: real-time factor and peak memory vs length ...", flush=True)
+        report["long"] = bench_long([float(s) for s in args.long_seconds.split(",")], ["vem", "mcem"])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "bench.json", lambda t: Path(t).write_text(json.dumps(report, indent=2)))
     md = to_markdown(report)
