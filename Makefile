@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reavise-installed
 SEED ?= 0
 
-.PHONY: install demo test test-all lint bench clean browser
+.PHONY: install demo pretrained test test-all lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # One torch thread per process: these small models train and infer faster so on 2 cores.
+# The demo trains nothing: it uses the priors shipped in src/reavise/pretrained.
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/reavise benchmark configs/quick.yaml --out runs/demo --seed $(SEED)
 	$(VENV)/bin/reavise report runs/demo
+
+# Rebuild the shipped priors (src/reavise/pretrained/MODEL_CARD.md): a 2 h synthetic corpus
+# (seed 1, 80 speakers; ~10 min), then each recipe of configs/pretrained/ (<= 30 min each).
+PRETRAINED_RUN := runs/pretrained
+pretrained: $(STAMP)
+	OMP_NUM_THREADS=1 $(VENV)/bin/reavise data synth --out $(PRETRAINED_RUN)/corpus --hours 2 \
+	    --speakers 80 --seed 1 --workers 2
+	for m in a-vae-synth av-cvae-synth; do \
+	  OMP_NUM_THREADS=1 $(VENV)/bin/reavise train $(PRETRAINED_RUN)/corpus --out $(PRETRAINED_RUN)/$$m \
+	      --config configs/pretrained/$$m.yaml --seed 0 --threads 1 --quiet || exit 1; \
+	  cp $(PRETRAINED_RUN)/$$m/model.pt src/reavise/pretrained/$$m.pt; \
+	done
 
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks

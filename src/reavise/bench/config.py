@@ -11,7 +11,7 @@ Format (relative paths are relative to the config file's folder)::
       - name: a-vae
         train: {model: a-vae, epochs: 30, max_minutes: 1.5}   # cached in OUT/models/NAME
       - name: published
-        checkpoint: ../models/A-VAE.pt
+        checkpoint: ../models/A-VAE.pt           # or a shipped prior: checkpoint: a-vae-synth
     algorithms: [vem, {name: mcem, settings: {max_iter: 30}}]
     baselines: [noisy, oracle_wiener, mmse_lsa, rnnoise]
     noise_types: [white, babble]
@@ -206,9 +206,13 @@ def _models(c: _Checker, v: Any) -> list[ModelSpec]:
         if ("checkpoint" in m) == ("train" in m):
             c.fail(where, "give exactly one of 'checkpoint' (a .pt file) or 'train' (a recipe)")
         if "checkpoint" in m:
-            p = c.path_of(m["checkpoint"], f"{where}.checkpoint")
-            if not p.exists():
-                c.fail(f"{where}.checkpoint", f"{p}: no such file")
+            from ..pretrained import resolve
+
+            c.path_of(m["checkpoint"], f"{where}.checkpoint")  # a non-empty string
+            try:  # a file (relative to the config), or a shipped prior's name
+                p = resolve(m["checkpoint"], base=c.path.parent)
+            except ReaviseError as exc:
+                c.fail(f"{where}.checkpoint", str(exc))
             out.append(ModelSpec(name=name, checkpoint=p))
             continue
         t = dict(c.mapping(m["train"] or {}, f"{where}.train", known_train))
