@@ -85,6 +85,8 @@ def bad_values(path: tuple[str, ...], param) -> list[tuple[str, str, bool]]:
                 cases.append(("a folder", "{dir}", True))
             if not info.file_okay:
                 cases.append(("a file", "{file}", True))
+        if info.callback is cli.checkpoint:
+            cases += [("missing", "{missing}", True), ("a folder", "{dir}", True)]
         if info.callback is cli.output_dir:
             cases += [("a file", "{file}", True), ("under a file", "{file}/sub", True)]
         if info.callback is cli.output_file:
@@ -130,7 +132,7 @@ def valid_value(param, files, n: int) -> str:
     """A value that passes parse-time checks for a required parameter."""
     info, base = _info(param), _base(param)
     if base is Path:
-        if info.exists:
+        if info.exists or info.callback is cli.checkpoint:
             return str(files["dir"] if not info.file_okay else files["file"])
         return str(files["out"] / f"o{n}")
     return "generic"
@@ -380,7 +382,7 @@ def test_benchmark_with_bad_settings_fails_validation(tmp_path):
     with pytest.raises(ReaviseError, match=r"algorithms\[0\]: algorithm 'mcem': max_iter must be at least 1, got -5"):
         load_config(path)
     cfg["algorithms"] = ["vem"]
-    cfg["models"][0]["train"]["epochs"] = "ten"
+    cfg["models"][0] = {"name": "a-vae", "train": {"model": "a-vae", "epochs": "ten"}}
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ReaviseError, match=r"models\[0\] \(a-vae\)\.train\.epochs: must be an integer"):
         load_config(path)

@@ -83,6 +83,18 @@ def output_file(value: Path | None) -> Path | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+def checkpoint(value: Path | None) -> Path | None:
+    """A checkpoint file, or the name of a prior shipped with reavise (``reavise models``)."""
+    from .pretrained import resolve
+
+    if value is None:
+        return value
+    try:
+        return resolve(value)
+    except ReaviseError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 # --- the command tree ----------------------------------------------------------------------
 def _register() -> None:
     """Attach the subcommands; each lives in the module that does the work."""

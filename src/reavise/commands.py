@@ -9,7 +9,7 @@ import typer
 import yaml
 
 from . import evaluate_cli
-from .cli import SEED_MAX, app, output_dir, output_file, positive
+from .cli import SEED_MAX, app, checkpoint, output_dir, output_file, positive
 from .cli import device as device_option
 from .errors import ReaviseError, SettingError
 
@@ -190,7 +190,10 @@ def enhance(
     out: Path = typer.Option(
         ..., "--out", "-o", file_okay=False, callback=output_dir, help="Output folder (*_enhanced.wav)."
     ),
-    model: Path = typer.Option(..., "--model", "-m", exists=True, dir_okay=False, help="reavise checkpoint (.pt)."),
+    model: Path = typer.Option(
+        ..., "--model", "-m", callback=checkpoint,
+        help="reavise checkpoint (.pt) or a shipped prior's name (see `reavise models`).",
+    ),
     algo: str = typer.Option("vem", help="Inference algorithm: vem, mcem, langevin."),
     algo_set: list[str] | None = typer.Option(None, "--set", help="Algorithm setting key=value."),
     lips: Path | None = typer.Option(None, exists=True, dir_okay=False, help="Lips .npy for a single audio input."),
@@ -277,6 +280,11 @@ def list_models(
     for name, (_, cfg) in sorted(ALGORITHMS.items()):
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cfg))
         typer.echo(f"  {name}: {fields}")
+    from .pretrained import shipped
+
+    typer.echo("shipped priors (--model NAME; data, recipe, licence: reavise/pretrained/MODEL_CARD.md):")
+    for name, path in sorted(shipped().items()):
+        typer.echo(f"  {name}: {path.name}, {path.stat().st_size / 1e6:.1f} MB")
 
 
 from . import bench_cli  # noqa: E402  (benchmark, report)

@@ -45,4 +45,6 @@ def resolve(name_or_path: str | os.PathLike, base: str | os.PathLike | None = No
             return f
         raise CheckpointError(f"{text}: shipped prior file {f.name} is missing from this install")
     names = ", ".join(sorted(SHIPPED))
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, not a checkpoint file")
     raise CheckpointError(f"{p}: no such file, and not the name of a shipped prior ({names})")
