@@ -38,3 +38,44 @@ def speechlike(tmp_path):
 def write(path: Path, x: np.ndarray, sr: int = 16000, subtype: str = "PCM_16") -> Path:
     sf.write(path, x, sr, subtype=subtype)
     return path
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A small untrained A-VAE checkpoint (seeded)."""
+    import torch
+
+    from reavise.models import build_prior
+    from reavise.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.pt", build_prior("a-vae", {"z_dim": 4, "hidden": [16]}))
+
+
+@pytest.fixture
+def tiny_av_model(tmp_path):
+    """A small untrained AV-VAE checkpoint (seeded)."""
+    import torch
+
+    from reavise.models import build_prior
+    from reavise.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    prior = build_prior("av-vae", {"z_dim": 4, "hidden": [16], "visual_hidden": 16, "visual_dim": 8})
+    return save_checkpoint(tmp_path / "tiny_av.pt", prior)
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``reavise ARGS`` through the real entry point."""
+    import sys
+
+    from reavise.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["reavise", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -6,7 +6,6 @@ and feeds every option wrong types and out-of-range values through the real entr
 
 from __future__ import annotations
 
-import sys
 import typing
 from pathlib import Path
 
@@ -16,26 +15,15 @@ import soundfile as sf
 import torch
 import yaml
 
-from conftest import write
+from conftest import run_cli, write
 from reavise import cli
-from reavise.cli import build_command, is_float_param, iter_commands, main
+from reavise.cli import build_command, is_float_param, iter_commands
 from reavise.lips import save_lips
 from reavise.models import build_prior
 from reavise.models.checkpoint import save_checkpoint
 
 #: str options whose every value is valid
 FREE_TEXT = {("evaluate", "--suffix")}
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reavise", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_error_line(err: str) -> str:
@@ -178,19 +166,6 @@ def test_the_sweep_covers_every_command():
 
 
 # --- the cases reported in the issue --------------------------------------------------------
-@pytest.fixture
-def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path / "tiny.pt", build_prior("a-vae", {"z_dim": 4, "hidden": [16]}))
-
-
-@pytest.fixture
-def tiny_av_model(tmp_path):
-    torch.manual_seed(0)
-    prior = build_prior("av-vae", {"z_dim": 4, "hidden": [16], "visual_hidden": 16, "visual_dim": 8})
-    return save_checkpoint(tmp_path / "tiny_av.pt", prior)
-
-
 @pytest.mark.parametrize(
     "extra, expected",
     [

@@ -1,41 +1,13 @@
 """End-to-end `reavise enhance` / `import-checkpoint` through the real CLI entry point."""
 
-import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from conftest import write
-from reavise.cli import main
+from conftest import run_cli, write
 from reavise.lips import save_lips
-from reavise.models import build_prior
-from reavise.models.checkpoint import save_checkpoint
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["reavise", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-@pytest.fixture
-def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path / "tiny.pt", build_prior("a-vae", {"z_dim": 4, "hidden": [16]}))
-
-
-@pytest.fixture
-def tiny_av_model(tmp_path):
-    torch.manual_seed(0)
-    prior = build_prior("av-vae", {"z_dim": 4, "hidden": [16], "visual_hidden": 16, "visual_dim": 8})
-    return save_checkpoint(tmp_path / "tiny_av.pt", prior)
 
 
 def test_enhance_folder_resume_overwrite_and_bad_file(tmp_path, tiny_model, speechlike, monkeypatch, capsys):

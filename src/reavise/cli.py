@@ -14,7 +14,6 @@ import os
 import sys
 import types
 import typing
-from pathlib import Path
 
 import typer
 from typer import _click
@@ -47,52 +46,33 @@ def fraction(value: float | None) -> float | None:
     return value
 
 
-def device(value: str | None) -> str | None:
-    """A torch device that exists here (cpu, cuda[:N] with a GPU, mps on a Mac)."""
-    from .validate import check_device
+def _checked(module: str, name: str, doc: str):
+    """A typer callback that passes a value (None stays None) through ``module.name``, a check
+    raising ReaviseError, imported on first use (``--help`` stays light)."""
 
-    if value is None:
-        return value
-    try:
-        return check_device(value)
-    except ReaviseError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    def callback(value):
+        if value is None:
+            return value
+        import importlib
 
+        check = getattr(importlib.import_module(module, __package__), name)
+        try:
+            return check(value)
+        except ReaviseError as exc:
+            raise typer.BadParameter(str(exc)) from None
 
-def output_dir(value: Path | None) -> Path | None:
-    """An output folder that is not a file and can be created and written."""
-    from .validate import check_output_dir
-
-    if value is None:
-        return value
-    try:
-        return check_output_dir(value)
-    except ReaviseError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    callback.__doc__ = doc
+    return callback
 
 
-def output_file(value: Path | None) -> Path | None:
-    """An output file that is not a folder and whose folder can be written."""
-    from .validate import check_output_file
-
-    if value is None:
-        return value
-    try:
-        return check_output_file(value)
-    except ReaviseError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def checkpoint(value: Path | None) -> Path | None:
-    """A checkpoint file, or the name of a prior shipped with reavise (``reavise models``)."""
-    from .pretrained import resolve
-
-    if value is None:
-        return value
-    try:
-        return resolve(value)
-    except ReaviseError as exc:
-        raise typer.BadParameter(str(exc)) from None
+device = _checked(".validate", "check_device",
+                  "A torch device that exists here (cpu, cuda[:N] with a GPU, mps on a Mac).")
+output_dir = _checked(".validate", "check_output_dir",
+                      "An output folder that is not a file and can be created and written.")
+output_file = _checked(".validate", "check_output_file",
+                       "An output file that is not a folder and whose folder can be written.")
+checkpoint = _checked(".pretrained", "resolve",
+                      "A checkpoint file, or the name of a prior shipped with reavise.")  # fmt: skip
 
 
 # --- the command tree ----------------------------------------------------------------------
