@@ -229,9 +229,11 @@ def _setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
-    # before torch loads libgomp (it reads this once): idle OpenMP threads sleep instead of
-    # spinning, which on a busy machine slowed enhancement ~6x (docs/inference.md)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # before torch loads libgomp (it reads this once): idle OpenMP threads spin ~0.2 ms, then
+    # sleep. libgomp's default (~3 ms of spinning) slowed enhancement ~6x on a busy machine;
+    # sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs ~10 % on a quiet one (docs/inference.md)
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "20000")
     _setup_logging()
     command = build_command()
     try:

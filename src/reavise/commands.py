@@ -68,8 +68,8 @@ def default_threads() -> int:
 def set_threads(threads: int | None) -> None:
     """torch threads: ``threads``, else ``OMP_NUM_THREADS`` when set, else
     :func:`default_threads` (torch's own default counts every CPU of the machine, also in a
-    container that may use only a few). The CLI also makes idle OpenMP threads sleep
-    (``OMP_WAIT_POLICY=PASSIVE``, see ``cli.main``) so that on a busy machine they do not
+    container that may use only a few). The CLI also makes idle OpenMP threads sleep after
+    a short spin (``GOMP_SPINCOUNT``, see ``cli.main``) so that on a busy machine they do not
     spin against the other processes."""
     import os
 
