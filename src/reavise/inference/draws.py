@@ -95,7 +95,8 @@ class SharedDraws:
 
 
 def as_draws(gen, z: torch.Tensor) -> BatchDraws | SharedDraws:
-    """``gen`` as a draws object for frame tensors like ``z`` [B, T, ...]."""
-    if isinstance(gen, torch.Generator):
+    """``gen`` as a draws object for frame tensors like ``z`` [B, T, ...] (a plain
+    ``torch.Generator``, or None for torch's global one: one stream for the whole batch)."""
+    if gen is None or isinstance(gen, torch.Generator):
         return SharedDraws(gen, z.shape[0], z.shape[1], z.device)
     return gen

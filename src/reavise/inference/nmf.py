@@ -40,16 +40,12 @@ def init_nmf(P: torch.Tensor, rank: int, generator=None) -> NMFState:
     ``generator``: a ``torch.Generator`` (one stream for the whole batch), or a
     :class:`~reavise.inference.draws.BatchDraws` (each utterance's W, then H, from its own
     stream: the same numbers whatever else is in the batch; H is 0.5 in padded frames)."""
-    from .draws import BatchDraws
+    from .draws import as_draws
 
     B, T, F = P.shape
-    if isinstance(generator, BatchDraws):
-        W = generator.per_utterance(torch.rand, (rank, F), P.dtype).clamp_min(EPS)
-        H = generator.frames(torch.rand, (), (rank,), P.dtype, fill=0.5).clamp_min(EPS)
-    else:
-        opts = {"device": P.device, "dtype": P.dtype, "generator": generator}
-        W = torch.rand(B, rank, F, **opts).clamp_min(EPS)
-        H = torch.rand(B, T, rank, **opts).clamp_min(EPS)
+    draws = as_draws(generator, P)
+    W = draws.per_utterance(torch.rand, (rank, F), P.dtype).clamp_min(EPS)
+    H = draws.frames(torch.rand, (), (rank,), P.dtype, fill=0.5).clamp_min(EPS)
     g = torch.ones(B, T, device=P.device, dtype=P.dtype)
     return NMFState(W, H, g)
 
