@@ -459,11 +459,6 @@ def settings_changes(stored: dict, current: dict) -> dict[str, tuple[Any, Any]]:
     return diff
 
 
-def _short(v: Any, limit: int = 60) -> str:
-    text = repr(v)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def describe_changes(diff: dict[str, tuple[Any, Any]], keys: list[str]) -> str:
     """``lr 0.001 -> 0.003, data (other content)`` for the given keys of ``diff``."""
     parts = []
@@ -472,7 +467,7 @@ def describe_changes(diff: dict[str, tuple[Any, Any]], keys: list[str]) -> str:
         if k == "data":  # paths in full: they are what tells two corpora apart
             parts.append("data (same path, other content)" if old == new else f"data {old} -> {new}")
         else:
-            parts.append(f"{k} {_short(old)} -> {_short(new)}")
+            parts.append(f"{k} {V.short_repr(old)} -> {V.short_repr(new)}")
     return ", ".join(parts)
 
 

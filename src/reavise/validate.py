@@ -33,7 +33,8 @@ _NAMES = {
 }
 
 
-def _shown(v: Any) -> str:
+def short_repr(v: Any) -> str:
+    """``repr(v)``, cut to 60 characters for a one-line message."""
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -133,9 +134,9 @@ def check_fields(obj: Any, scope: str = "") -> None:
         try:
             new = _coerce(v, tp)
         except _Mismatch:
-            raise SettingError(f.name, f"must be {_describe(tp)}, got {_shown(v)}", scope) from None
+            raise SettingError(f.name, f"must be {_describe(tp)}, got {short_repr(v)}", scope) from None
         if not _finite(new):
-            raise SettingError(f.name, f"must be a finite number, got {_shown(v)}", scope)
+            raise SettingError(f.name, f"must be a finite number, got {short_repr(v)}", scope)
         if new is not v:
             object.__setattr__(obj, f.name, new)
 
@@ -144,21 +145,21 @@ def at_least(obj: Any, key: str, minimum: float, scope: str = "") -> None:
     """``obj.key`` (when not None) must be >= ``minimum``."""
     v = getattr(obj, key)
     if v is not None and v < minimum:
-        raise SettingError(key, f"must be at least {minimum}, got {_shown(v)}", scope)
+        raise SettingError(key, f"must be at least {minimum}, got {short_repr(v)}", scope)
 
 
 def positive(obj: Any, key: str, scope: str = "") -> None:
     """``obj.key`` (when not None) must be > 0."""
     v = getattr(obj, key)
     if v is not None and v <= 0:
-        raise SettingError(key, f"must be positive, got {_shown(v)}", scope)
+        raise SettingError(key, f"must be positive, got {short_repr(v)}", scope)
 
 
 def within(obj: Any, key: str, low: float, high: float, scope: str = "") -> None:
     """``obj.key`` must lie in [low, high]."""
     v = getattr(obj, key)
     if v is not None and not low <= v <= high:
-        raise SettingError(key, f"must be between {low} and {high}, got {_shown(v)}", scope)
+        raise SettingError(key, f"must be between {low} and {high}, got {short_repr(v)}", scope)
 
 
 def one_of(obj: Any, key: str, choices: Iterable[Any], scope: str = "") -> None:
@@ -167,7 +168,7 @@ def one_of(obj: Any, key: str, choices: Iterable[Any], scope: str = "") -> None:
     v = getattr(obj, key)
     if v not in choices:
         shown = ", ".join(map(str, choices))
-        raise SettingError(key, f"must be one of {shown}, got {_shown(v)}", scope)
+        raise SettingError(key, f"must be one of {shown}, got {short_repr(v)}", scope)
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
