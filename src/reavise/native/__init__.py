@@ -321,12 +321,10 @@ def _read_cached(path: Path) -> DecoderPath | None:
 
 def _write_cached(path: Path, choice: DecoderPath) -> None:
     """Written to a temporary name and renamed; a cache that cannot be written is skipped."""
+    from ..audio import atomic_write
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(choice.as_dict(), f)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(choice.as_dict())))
     except OSError as exc:
         log.debug("could not cache the decoder path decision in %s: %s", path, exc)
 
