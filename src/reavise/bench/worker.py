@@ -16,7 +16,6 @@ import math
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,10 +61,7 @@ def _set_parent_death_signal(sig: int) -> bool:
         return False
 
 
-def _watch_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """Elsewhere: poll the parent pid; SIGTERM this process once it has changed."""
-    while os.getppid() == parent_pid:
-        time.sleep(interval)
+def _sigterm_self() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -79,8 +75,10 @@ def stop_with_parent(parent_pid: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is None:
         return
-    if not _set_parent_death_signal(signal.SIGTERM):
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    if not _set_parent_death_signal(signal.SIGTERM):  # elsewhere: poll the parent's pid
+        from ..data.pool import watch
+
+        watch(parent_pid, _sigterm_self)
     if os.getppid() != parent_pid:  # the parent died before the above could take effect
         os.kill(os.getpid(), signal.SIGTERM)
 

@@ -30,18 +30,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _watch(main_pid: int, interval: float) -> None:
-    while _alive(main_pid):
-        time.sleep(interval)
+def watch(pid: int, on_gone: Callable[[], None], interval: float = 0.5) -> None:
+    """Call ``on_gone()`` from a daemon thread once process ``pid`` has ended (however it
+    ended: SIGKILL too). Polls the pid itself, so it works whoever the caller's parent is."""
+
+    def poll() -> None:
+        while _alive(pid):
+            time.sleep(interval)
+        on_gone()
+
+    threading.Thread(target=poll, daemon=True).start()
+
+
+def _exit_now() -> None:
     os._exit(1)  # the command that owned this pool is gone: write nothing more
 
 
 def end_with(main_pid: int, init: Callable[[], None] | None = None, interval: float = 0.5) -> None:
     """Pool initializer: the worker exits once process ``main_pid`` has ended (killed with
     SIGKILL, say), then runs ``init``. Under forkserver a worker's parent is the fork server,
-    not the command, so the command's pid is polled rather than ``getppid``. Ctrl-C reaches
+    not the command, so the command's pid is watched rather than ``getppid``. Ctrl-C reaches
     the whole process group and stops the workers as before."""
-    threading.Thread(target=_watch, args=(main_pid, interval), daemon=True).start()
+    watch(main_pid, _exit_now, interval)
     if init is not None:
         init()
 

@@ -3,7 +3,7 @@
 ``resolve(name_or_path)`` is the one place where a checkpoint argument (``--model``, a
 benchmark config's ``checkpoint:``) becomes a file: an existing path wins, otherwise a shipped
 prior's name. Data, recipe, seed and licence of each file: ``MODEL_CARD.md`` beside this
-module; ``make pretrained`` rebuilds them (``configs/pretrained.yaml``).
+module; ``make pretrained`` rebuilds them (recipes in ``configs/pretrained/``).
 """
 
 from __future__ import annotations
