@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -296,3 +297,32 @@ def test_the_portable_build_passes_these_tests_too(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:]
     assert " passed" in res.stdout and " skipped" not in res.stdout.splitlines()[-1]
     assert len(list(tmp_path.rglob("*.so"))) == 1
+
+
+@needs_native
+@pytest.mark.parametrize("algo", ["mcem", "vem", "langevin"])
+def test_native_outputs_do_not_depend_on_the_batch_exactly(algo):
+    """With the native kernels an utterance's output is bit-identical alone and in a padded
+    batch of three on 2 threads (a batched sum over frames or samples would round it
+    differently with the batch's shape)."""
+    from reavise.inference import build_algorithm
+    from reavise.inference.pipeline import enhance_waveforms
+    from reavise.models import build_prior
+
+    torch.manual_seed(0)
+    prior = build_prior("a-vae", {"z_dim": 4, "hidden": [16]}).eval()
+    rng = np.random.default_rng(1)
+    waves = [rng.standard_normal(int(s * 16000)).astype(np.float32) * np.float32(0.1) + np.sin(
+        np.arange(int(s * 16000), dtype=np.float32) * np.float32(0.05 * (i + 1))
+    ) for i, s in enumerate((1.0, 2.5, 1.6))]  # fmt: skip
+    settings = {"int8_decoder": False} if algo == "mcem" else {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        algorithm = build_algorithm(algo, max_iter=2, **settings)
+        alone = [enhance_waveforms(prior, algorithm, [w], seed=5)[0].speech for w in waves]
+        batched = [u.speech for u in enhance_waveforms(prior, algorithm, waves, seed=5)]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(alone, batched, strict=True):
+        assert np.array_equal(a, b)

@@ -203,9 +203,17 @@ class EMAlgorithm:
 
 
 def _wiener_gain(nmf: NMFState, Vs: torch.Tensor) -> torch.Tensor:
-    """Posterior-mean Wiener gain E_z[g sigma2 / (g sigma2 + WH)] [B, T, F]."""
-    gVs = nmf.g[..., None] * Vs
-    return (gVs / (gVs + nmf.WH)).mean(0)
+    """Posterior-mean Wiener gain E_z[g sigma2 / (g sigma2 + WH)] [B, T, F].
+
+    The mean over samples is summed one sample at a time: ``Tensor.mean(0)`` groups the
+    sum differently with the tensor's shape, so an utterance's gain would round differently
+    with what it is batched with."""
+    g, WH = nmf.g[..., None], nmf.WH
+    gain = torch.zeros_like(WH)
+    for V in Vs:
+        gV = g * V
+        gain.add_(gV.div_(gV + WH))
+    return gain.div_(Vs.shape[0])
 
 
 class _Stopping:

@@ -104,8 +104,7 @@ def m_step(
         return NMFState(W, H, g), cost
     if A is None:
         A, Bm, _ = sums(W, H, g)
-    Ht = H.transpose(1, 2)
-    W = W * torch.sqrt((Ht @ A) / (Ht @ Bm).clamp_min(EPS)).clamp_min(EPS)
+    W = W * torch.sqrt(_time_sum(H, A, mask) / _time_sum(H, Bm, mask).clamp_min(EPS)).clamp_min(EPS)
     A, Bm, _ = sums(W, H, g)
     Wt = W.transpose(1, 2)
     H = H * torch.sqrt((A @ Wt) / (Bm @ Wt).clamp_min(EPS)).clamp_min(EPS)
@@ -122,6 +121,20 @@ def m_step(
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
     return NMFState(W, H, g), cost
+
+
+def _time_sum(H: torch.Tensor, A: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """H^T A [B, K, F]: the sum over frames, each utterance over its own frames only.
+
+    A batched product over the padded length splits the sum over frames differently with
+    the batch (its shape), so an utterance's rounding, and through MH its samples, would
+    depend on what it was batched with; one product per utterance, over its own frames,
+    is the product it gets alone."""
+    if H.shape[0] == 1:
+        return H.transpose(1, 2) @ A
+    return torch.cat(
+        [H[b : b + 1, :n].transpose(1, 2) @ A[b : b + 1, :n] for b, n in enumerate(native_kernels.valid_lengths(mask))]
+    )
 
 
 def neg_log_likelihood(P: torch.Tensor, Vx: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,7 @@ _p = ctypes.c_void_p
 _SIGNATURES = {
     "reavise_energy": [_i, _i, _p, _p, _p, _p, _p],
     "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
-    "reavise_nmf_step": [_i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
+    "reavise_nmf_step": [_i, _i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
     "reavise_hidden_q": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
     "reavise_quantize_rows": [_i, _i, _p, _p, _p, _p],
     "reavise_dequant": [_i, _i, _i, _p, _p, _p, _p, _p, _p],
@@ -494,6 +494,13 @@ class MHStepper:
         )  # fmt: skip
 
 
+def valid_lengths(mask: torch.Tensor) -> list[int]:
+    """Frames of each utterance up to its last unmasked one (``mask`` [B, T])."""
+    T = mask.shape[-1]
+    last = torch.where(mask > 0, torch.arange(1, T + 1, device=mask.device), 0)
+    return [int(n) for n in last.amax(-1).tolist()] if T else [0] * mask.shape[0]
+
+
 def nmf_step(W, H, g, Vs, Pm, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One NMF M-step (W, then H, then g; see ``reavise.inference.nmf.m_step``) in C.
 
@@ -503,9 +510,11 @@ def nmf_step(W, H, g, Vs, Pm, mask) -> tuple[torch.Tensor, torch.Tensor, torch.T
     R, B, T, F = Vs.shape
     K = W.shape[1]
     lib, item = load(), Vs.element_size()
-    for b in range(B):
+    # the sum over frames that updates W runs over each utterance's own frames (its rounding
+    # is then the one it gets alone); H and g are updated on every frame
+    for b, n in enumerate(valid_lengths(mask) if B > 1 else [T]):
         rc = lib.reavise_nmf_step(
-            R, T, F, K, _ptr(Vs) + b * T * F * item, B * T * F, _ptr(Pm[b]), _ptr(mask[b]),
+            R, T, n, F, K, _ptr(Vs) + b * T * F * item, B * T * F, _ptr(Pm[b]), _ptr(mask[b]),
             _ptr(W[b]), _ptr(H[b]), _ptr(g[b]),
         )  # fmt: skip
         if rc != 0:

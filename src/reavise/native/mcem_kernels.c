@@ -429,7 +429,7 @@ static inline float mm_factor(float num, float den)
     return x > NMF_EPS ? x : NMF_EPS;
 }
 
-int reavise_nmf_step(int R, int T, int F, int K, const float *vs, long sstride,
+int reavise_nmf_step(int R, int T, int T_sum, int F, int K, const float *vs, long sstride,
                      const float *p, const float *mask, float *W, float *H, float *g)
 {
     const size_t stride = (size_t)sstride, KF = (size_t)K * F;
@@ -446,8 +446,11 @@ int reavise_nmf_step(int R, int T, int F, int K, const float *vs, long sstride,
         const int id = omp_get_thread_num();
         float *restrict nu = scratch + (size_t)id * per, *restrict de = nu + KF;
         float *wh = de + KF, *a = wh + F, *b = a + F;
+        /* over the first T_sum frames only (the utterance's own; the rest are padding, whose
+           terms are zero): the threads' split of this sum, and so its rounding, is then the
+           one the utterance gets alone, whatever it is batched with */
 #pragma omp for schedule(static)
-        for (int t = 0; t < T; ++t) {
+        for (int t = 0; t < T_sum; ++t) {
             const float *h = H + (size_t)t * K;
             wh_row(K, F, h, W, wh);
             ab_row(R, F, stride, vs + (size_t)t * F, wh, g[t], p + (size_t)t * F, mask[t], a, b);
