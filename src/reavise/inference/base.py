@@ -210,8 +210,8 @@ def _wiener_gain(nmf: NMFState, Vs: torch.Tensor) -> torch.Tensor:
     with what it is batched with."""
     g, WH = nmf.g[..., None], nmf.WH
     gain = torch.zeros_like(WH)
-    for V in Vs:
-        gV = g * V
+    for v in Vs:
+        gV = g * v
         gain.add_(gV.div_(gV + WH))
     return gain.div_(Vs.shape[0])
 
