@@ -16,8 +16,8 @@ import yaml
 
 from reavise.audio import load_audio
 from reavise.bench.config import load_config
+from reavise.bench.grid import run_benchmark
 from reavise.bench.tables import COLUMNS, fmt
-from reavise.benchmark import run_benchmark
 from reavise.errors import ReaviseError
 from reavise.metrics import evaluate_pair, si_sdr, summarize
 
@@ -328,7 +328,7 @@ def test_killing_the_benchmark_stops_its_workers(tmp_path_factory, tmp_path, sig
         import json, sys
         from pathlib import Path
         from reavise.bench.config import load_config
-        from reavise.benchmark import build_methods, plan_cells, run_tasks
+        from reavise.bench.grid import build_methods, plan_cells, run_tasks
         base, out = Path({str(base)!r}), Path({str(out)!r})
         cfg = load_config({str(cfg_path)!r})
         methods = build_methods(cfg, {{"tiny": base / "models/tiny/model.pt"}}, [])
@@ -377,7 +377,8 @@ def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
     import signal
     import time
 
-    from reavise.benchmark import remove_stale_temps, sigterm_exits
+    from reavise.bench.grid import remove_stale_temps, sigterm_exits
+    from reavise.bench.worker import Cell
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned = []
@@ -397,6 +398,7 @@ def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
     stale = [cells / ".b.json.k3j2.json", ex / ".m.wav.zz1.wav", ex / ".m.weights.npz.q.npz"]
     for p in keep + stale:
         p.write_text("{}")
-    tasks = [{"cell": str(cells / "a.json"), "example": str(ex / "m")}]
+    tasks = [Cell(method="m", kind="baseline", mixture="a", noisy="", clean="",
+                  file=str(cells / "a.json"), seed=0, example=str(ex / "m"))]  # fmt: skip
     assert remove_stale_temps(tasks) == 3
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
