@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,62 @@ def test_one_algorithm_twice_under_two_labels(tmp_path):
     assert [(a.name, a.label, a.settings) for a in cfg.algorithms] == [
         ("mcem", "mcem", {}), ("mcem", "mcem-vinit", {"init": "prior"})
     ]
+
+
+def test_recipe_files_are_merged_under_train(tmp_path):
+    """``recipe:`` names training recipe files (merged in order); ``train:`` goes on top, and
+    model_config merges key by key."""
+    (tmp_path / "budget.yaml").write_text(yaml.safe_dump(
+        {"epochs": 3, "lr": 0.01, "model_config": {"z_dim": 4, "hidden": [8]}}))  # fmt: skip
+    (tmp_path / "aug.yaml").write_text(yaml.safe_dump({"modality_dropout": 0.2, "lr": 0.02}))
+    models = [
+        {"name": "a-vae", "recipe": "budget.yaml"},
+        {"name": "b", "recipe": ["budget.yaml", "aug.yaml"],
+         "train": {"model": "av-vae", "epochs": 5, "model_config": {"z_dim": 6}}},
+    ]  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_with(models=models)))
+    a, b = load_config(path).models
+    assert a.train == {"model": "a-vae", "epochs": 3, "lr": 0.01,
+                       "model_config": {"z_dim": 4, "hidden": [8]}}  # fmt: skip
+    assert b.train == {"model": "av-vae", "epochs": 5, "lr": 0.02, "modality_dropout": 0.2,
+                       "model_config": {"z_dim": 6, "hidden": [8]}}  # fmt: skip
+    for recipe, expected in [
+        ("none.yaml", "models[0] (a-vae).recipe: "),
+        ("aug.yaml\n", "no such config file"),
+        (["budget.yaml", 3], "models[0] (a-vae).recipe[1]: expected a path"),
+    ]:
+        path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": recipe}])))
+        with pytest.raises(ReaviseError, match=re.escape(expected)):
+            load_config(path)
+    (tmp_path / "typo.yaml").write_text("epoch: 3\n")
+    path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": "typo.yaml"}])))
+    with pytest.raises(ReaviseError, match=re.escape("(typo.yaml): unknown key(s) ['epoch']")):
+        load_config(path)
+    (tmp_path / "bad.yaml").write_text("epochs: ten\n")
+    path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": "bad.yaml"}])))
+    with pytest.raises(ReaviseError, match=re.escape("(a-vae).train.epochs: must be an integer")):
+        load_config(path)
+    path.write_text(yaml.safe_dump(_with(models=[
+        {"name": "a-vae", "recipe": "budget.yaml", "checkpoint": "m.pt"}])))  # fmt: skip
+    with pytest.raises(ReaviseError, match="exactly one of"):
+        load_config(path)
+
+
+def test_shipped_configs_share_their_recipes():
+    """paper.yaml and lowsnr.yaml name configs/recipes/ instead of copying the budget."""
+    cfg = load_config(REPO / "configs" / "paper.yaml")
+    common = {"epochs": 15, "examples_per_epoch": 16384, "batch_size": 128, "lr": 0.001,
+              "patience": 5, "max_minutes": 2.0}  # fmt: skip
+    for spec in cfg.models:
+        assert {k: spec.train[k] for k in common} == common, spec.name
+        assert spec.train["model_config"]["z_dim"] == 16
+        assert spec.train.get("modality_dropout", 0.0) == (0.0 if spec.name == "a-vae" else 0.2)
+    by = {s.name: s.train for s in load_config(REPO / "configs" / "lowsnr.yaml").models}
+    assert by["a-vae"]["max_minutes"] == 4.0 and by["av-vae-concat"]["max_minutes"] == 10.0
+    assert by["av-cvae-concat-drop05"]["modality_dropout"] == 0.5
+    assert by["av-cvae-reliability-adec"]["model_config"] == {
+        "fusion": "reliability", "decoder_video": False, "z_dim": 16, "input_transform": "power"}
 
 
 @pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "lowsnr.yaml"])
