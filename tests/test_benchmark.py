@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,8 @@ import yaml
 
 from reavise.audio import load_audio
 from reavise.bench.config import load_config
+from reavise.bench.grid import run_benchmark
 from reavise.bench.tables import COLUMNS, fmt
-from reavise.benchmark import run_benchmark
 from reavise.errors import ReaviseError
 from reavise.metrics import evaluate_pair, si_sdr, summarize
 
@@ -260,6 +261,62 @@ def test_one_algorithm_twice_under_two_labels(tmp_path):
     ]
 
 
+def test_recipe_files_are_merged_under_train(tmp_path):
+    """``recipe:`` names training recipe files (merged in order); ``train:`` goes on top, and
+    model_config merges key by key."""
+    (tmp_path / "budget.yaml").write_text(yaml.safe_dump(
+        {"epochs": 3, "lr": 0.01, "model_config": {"z_dim": 4, "hidden": [8]}}))  # fmt: skip
+    (tmp_path / "aug.yaml").write_text(yaml.safe_dump({"modality_dropout": 0.2, "lr": 0.02}))
+    models = [
+        {"name": "a-vae", "recipe": "budget.yaml"},
+        {"name": "b", "recipe": ["budget.yaml", "aug.yaml"],
+         "train": {"model": "av-vae", "epochs": 5, "model_config": {"z_dim": 6}}},
+    ]  # fmt: skip
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_with(models=models)))
+    a, b = load_config(path).models
+    assert a.train == {"model": "a-vae", "epochs": 3, "lr": 0.01,
+                       "model_config": {"z_dim": 4, "hidden": [8]}}  # fmt: skip
+    assert b.train == {"model": "av-vae", "epochs": 5, "lr": 0.02, "modality_dropout": 0.2,
+                       "model_config": {"z_dim": 6, "hidden": [8]}}  # fmt: skip
+    for recipe, expected in [
+        ("none.yaml", "models[0] (a-vae).recipe: "),
+        ("aug.yaml\n", "no such config file"),
+        (["budget.yaml", 3], "models[0] (a-vae).recipe[1]: expected a path"),
+    ]:
+        path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": recipe}])))
+        with pytest.raises(ReaviseError, match=re.escape(expected)):
+            load_config(path)
+    (tmp_path / "typo.yaml").write_text("epoch: 3\n")
+    path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": "typo.yaml"}])))
+    with pytest.raises(ReaviseError, match=re.escape("(typo.yaml): unknown key(s) ['epoch']")):
+        load_config(path)
+    (tmp_path / "bad.yaml").write_text("epochs: ten\n")
+    path.write_text(yaml.safe_dump(_with(models=[{"name": "a-vae", "recipe": "bad.yaml"}])))
+    with pytest.raises(ReaviseError, match=re.escape("(a-vae).train.epochs: must be an integer")):
+        load_config(path)
+    path.write_text(yaml.safe_dump(_with(models=[
+        {"name": "a-vae", "recipe": "budget.yaml", "checkpoint": "m.pt"}])))  # fmt: skip
+    with pytest.raises(ReaviseError, match="exactly one of"):
+        load_config(path)
+
+
+def test_shipped_configs_share_their_recipes():
+    """paper.yaml and lowsnr.yaml name configs/recipes/ instead of copying the budget."""
+    cfg = load_config(REPO / "configs" / "paper.yaml")
+    common = {"epochs": 15, "examples_per_epoch": 16384, "batch_size": 128, "lr": 0.001,
+              "patience": 5, "max_minutes": 2.0}  # fmt: skip
+    for spec in cfg.models:
+        assert {k: spec.train[k] for k in common} == common, spec.name
+        assert spec.train["model_config"]["z_dim"] == 16
+        assert spec.train.get("modality_dropout", 0.0) == (0.0 if spec.name == "a-vae" else 0.2)
+    by = {s.name: s.train for s in load_config(REPO / "configs" / "lowsnr.yaml").models}
+    assert by["a-vae"]["max_minutes"] == 4.0 and by["av-vae-concat"]["max_minutes"] == 10.0
+    assert by["av-cvae-concat-drop05"]["modality_dropout"] == 0.5
+    assert by["av-cvae-reliability-adec"]["model_config"] == {
+        "fusion": "reliability", "decoder_video": False, "z_dim": 16, "input_transform": "power"}
+
+
 @pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "lowsnr.yaml"])
 def test_shipped_configs_are_valid(name):
     """The repository configs parse (models not registered yet are reported, not crashed on)."""
@@ -328,7 +385,7 @@ def test_killing_the_benchmark_stops_its_workers(tmp_path_factory, tmp_path, sig
         import json, sys
         from pathlib import Path
         from reavise.bench.config import load_config
-        from reavise.benchmark import build_methods, plan_cells, run_tasks
+        from reavise.bench.grid import build_methods, plan_cells, run_tasks
         base, out = Path({str(base)!r}), Path({str(out)!r})
         cfg = load_config({str(cfg_path)!r})
         methods = build_methods(cfg, {{"tiny": base / "models/tiny/model.pt"}}, [])
@@ -377,7 +434,8 @@ def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
     import signal
     import time
 
-    from reavise.benchmark import remove_stale_temps, sigterm_exits
+    from reavise.bench.grid import remove_stale_temps, sigterm_exits
+    from reavise.bench.worker import Cell
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned = []
@@ -397,6 +455,7 @@ def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
     stale = [cells / ".b.json.k3j2.json", ex / ".m.wav.zz1.wav", ex / ".m.weights.npz.q.npz"]
     for p in keep + stale:
         p.write_text("{}")
-    tasks = [{"cell": str(cells / "a.json"), "example": str(ex / "m")}]
+    tasks = [Cell(method="m", kind="baseline", mixture="a", noisy="", clean="",
+                  file=str(cells / "a.json"), seed=0, example=str(ex / "m"))]  # fmt: skip
     assert remove_stale_temps(tasks) == 3
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

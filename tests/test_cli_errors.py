@@ -17,7 +17,7 @@ import yaml
 
 from conftest import run_cli, write
 from reavise import cli
-from reavise.cli import build_command, is_float_param, iter_commands
+from reavise.cli import build_command, is_float_param, iter_commands, options
 from reavise.lips import save_lips
 from reavise.models import build_prior
 from reavise.models.checkpoint import save_checkpoint
@@ -73,16 +73,16 @@ def bad_values(path: tuple[str, ...], param) -> list[tuple[str, str, bool]]:
                 cases.append(("a folder", "{dir}", True))
             if not info.file_okay:
                 cases.append(("a file", "{file}", True))
-        if info.callback is cli.checkpoint:
+        if info.callback is options.checkpoint:
             cases += [("missing", "{missing}", True), ("a folder", "{dir}", True)]
-        if info.callback is cli.output_dir:
+        if info.callback is options.output_dir:
             cases += [("a file", "{file}", True), ("under a file", "{file}/sub", True)]
-        if info.callback is cli.output_file:
+        if info.callback is options.output_file:
             cases += [("a folder", "{dir}", True), ("under a file", "{file}/sub.x", True)]
         assert cases, f"{path} {param.opts}: a path neither checked to exist nor a checked output"
         return cases
     if base is str:
-        if info.callback is cli.device:
+        if info.callback is options.device:
             return [("tpu", "tpu", True), ("cuda:99", "cuda:99", True)]
         if (path[-1], _name(param)) in FREE_TEXT:
             return []
@@ -120,7 +120,7 @@ def valid_value(param, files, n: int) -> str:
     """A value that passes parse-time checks for a required parameter."""
     info, base = _info(param), _base(param)
     if base is Path:
-        if info.exists or info.callback is cli.checkpoint:
+        if info.exists or info.callback is options.checkpoint:
             return str(files["dir"] if not info.file_okay else files["file"])
         return str(files["out"] / f"o{n}")
     return "generic"

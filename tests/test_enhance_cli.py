@@ -140,7 +140,7 @@ def test_long_file_is_chunked_through_the_cli(tmp_path, tiny_model, speechlike, 
 def test_default_threads_and_short_openmp_spin(tmp_path, tiny_model, speechlike, monkeypatch, capsys):
     import os
 
-    from reavise.commands import MAX_DEFAULT_THREADS, default_threads
+    from reavise.cli.options import MAX_DEFAULT_THREADS, default_threads
 
     n = default_threads()
     assert 1 <= n <= min(len(os.sched_getaffinity(0)), MAX_DEFAULT_THREADS)

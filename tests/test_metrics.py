@@ -14,8 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from reavise import metrics
+from reavise.cli.evaluate import register
 from reavise.errors import InputError, ReaviseError
-from reavise.evaluate_cli import register
 from reavise.metrics import (
     estoi,
     evaluate_folders,

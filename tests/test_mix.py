@@ -12,9 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from reavise.audio import write_wav
+from reavise.cli.data import register
 from reavise.data.manifest import read_manifest, write_manifest
 from reavise.data.mix import make_mixtures, mix, mix_at_snr, parse_snrs, snr_db, stable_seed
-from reavise.data.mix_cli import register
 from reavise.data.noise import make_noise
 from reavise.errors import InputError, ReaviseError
 from reavise.lips import load_lips, save_lips

@@ -15,7 +15,7 @@ import typer
 from skimage import data
 from typer.testing import CliRunner
 
-from reavise.data import prepare_cli
+from reavise.cli import data as data_cli
 from reavise.data.manifest import read_manifest
 from reavise.data.prepare import prepare_corpus, read_grid_align, split_speakers
 from reavise.errors import InputError
@@ -163,7 +163,7 @@ def test_cli_prepare(generic_root, tmp_path):
     def main() -> None:
         pass
 
-    prepare_cli.register(app)
+    data_cli.register(app)
     out = tmp_path / "cli"
     res = CliRunner().invoke(app, ["prepare", "generic", str(generic_root), "--out", str(out), "--no-progress", "--seed", "1"])
     assert res.exit_code == 0, res.output

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from reavise.bench.report import write_report
 from reavise.bench.tables import fmt, read_results, snr_label, visual_label
 from reavise.metrics import summarize
-from reavise.report import write_report
 from test_benchmark import tiny_benchmark
 
 CHROMIUM_FLAGS = [

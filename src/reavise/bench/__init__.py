@@ -1,1 +1,3 @@
-"""Parts of ``reavise benchmark``: config parsing, the per-cell worker, result tables."""
+"""The benchmark wing (``reavise benchmark``, ``reavise report``): ``config`` (the YAML),
+``grid`` (stages, cell planning, the worker pool, ``run_benchmark``), ``worker`` (``Cell``, the
+unit of work of a worker process), ``tables`` (results.csv as tables), ``report`` (HTML page)."""

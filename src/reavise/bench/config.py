@@ -10,6 +10,9 @@ Format (relative paths are relative to the config file's folder)::
     models:
       - name: a-vae
         train: {model: a-vae, epochs: 30, max_minutes: 1.5}   # cached in OUT/models/NAME
+      - name: av-cvae                  # a recipe file (``reavise train --config`` format),
+        recipe: models/av-cvae.yaml    # or a list of them, merged in order; train: on top
+        train: {epochs: 10}            # overrides it (model_config key by key)
       - name: published
         checkpoint: ../models/A-VAE.pt           # or a shipped prior: checkpoint: a-vae-synth
     algorithms: [vem, {name: mcem, settings: {max_iter: 30}}]
@@ -52,7 +55,8 @@ class CorpusSpec:
 
 @dataclass
 class ModelSpec:
-    """A speech prior: an existing checkpoint, or a training recipe (TrainConfig values)."""
+    """A speech prior: an existing checkpoint, or a training recipe (TrainConfig values: the
+    config's ``recipe`` files merged in order, then its ``train`` settings on top)."""
 
     name: str
     checkpoint: Path | None = None
@@ -186,6 +190,35 @@ def _corpus(c: _Checker, v: Any) -> CorpusSpec:
     return CorpusSpec(synth=s, split=split)
 
 
+def _merge_recipe(base: dict, top: dict) -> dict:
+    """``top``'s train settings over ``base``'s; their ``model_config`` merged key by key."""
+    out = {**base, **top}
+    if "model_config" in base and "model_config" in top:
+        out["model_config"] = {**base["model_config"], **top["model_config"]}
+    return out
+
+
+def _recipe(c: _Checker, v: Any, where: str, known: tuple[str, ...]) -> dict:
+    """The train settings of a model's ``recipe``: one YAML file of TrainConfig values (the
+    format of ``reavise train --config``, relative to the config), or a list merged in order."""
+    from ..validate import load_yaml
+
+    values: dict = {}
+    for j, item in enumerate(c.seq(v, where)):
+        at = where if isinstance(v, str) else f"{where}[{j}]"
+        path = c.path_of(item, at)
+        try:
+            data = load_yaml(path)
+        except ReaviseError as exc:
+            c.fail(at, str(exc))
+        data = dict(c.mapping({} if data is None else data, f"{at} ({item})", known))
+        if "model_config" in data:
+            c.mapping(data["model_config"] or {}, f"{at} ({item}).model_config")
+            data["model_config"] = dict(data["model_config"] or {})
+        values = _merge_recipe(values, data)
+    return values
+
+
 def _models(c: _Checker, v: Any) -> list[ModelSpec]:
     from ..models import PRIORS
     from ..train import TrainConfig
@@ -196,14 +229,14 @@ def _models(c: _Checker, v: Any) -> list[ModelSpec]:
         where = f"models[{i}]"
         if isinstance(item, str):
             item = {"name": item, "train": {}}
-        m = c.mapping(item, where, ("name", "checkpoint", "train"))
+        m = c.mapping(item, where, ("name", "checkpoint", "recipe", "train"))
         name = m.get("name")
         if not isinstance(name, str) or not name.strip():
             c.fail(where, "needs a 'name'")
         where = f"models[{i}] ({name})"
         if any(o.name == name for o in out):
             c.fail(where, "the same name is used twice")
-        if ("checkpoint" in m) == ("train" in m):
+        if ("checkpoint" in m) == ("train" in m or "recipe" in m):
             c.fail(where, "give exactly one of 'checkpoint' (a .pt file) or 'train' (a recipe)")
         if "checkpoint" in m:
             from ..pretrained import resolve
@@ -215,7 +248,12 @@ def _models(c: _Checker, v: Any) -> list[ModelSpec]:
                 c.fail(f"{where}.checkpoint", str(exc))
             out.append(ModelSpec(name=name, checkpoint=p))
             continue
-        t = dict(c.mapping(m["train"] or {}, f"{where}.train", known_train))
+        t = dict(c.mapping(m.get("train") or {}, f"{where}.train", known_train))
+        if "recipe" in m:
+            if "model_config" in t:
+                c.mapping(t["model_config"] or {}, f"{where}.train.model_config")
+                t["model_config"] = dict(t["model_config"] or {})
+            t = _merge_recipe(_recipe(c, m["recipe"], f"{where}.recipe", known_train), t)
         t.setdefault("model", name)
         if t["model"] not in PRIORS:
             c.fail(

@@ -1,5 +1,8 @@
 """One benchmark cell (a method on a mixture), run in a worker process; its result is a JSON file.
 
+The unit of work is a :class:`Cell`, made by ``grid.plan_cells`` in the parent and pickled to
+the worker.
+
 A cell file is written atomically once everything else of the cell (example audio, modality
 weights) is on disk, so its presence means "done" and an interrupted run resumes from it.
 
@@ -17,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,36 @@ import numpy as np
 from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 
 _MODELS: dict[tuple[str, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work of the grid: a method on one distinct input (paths as strings).
+
+    Audio-only methods run once per (utterance, noise, SNR): ``mixture`` is the first of the
+    mixtures sharing that audio, and its result stands for all of them.
+    """
+
+    method: str  # the method's name in the tables
+    kind: str  # "baseline" | "model"
+    mixture: str  # id of the mixture that is run
+    noisy: str
+    clean: str
+    file: str  # the cell JSON, written last (its presence means "done")
+    seed: int
+    device: str = "cpu"
+    baseline: str = ""  # kind "baseline": its name in reavise.baselines
+    checkpoint: str = ""  # kind "model": the prior, and the algorithm with its settings
+    algorithm: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    lips: str | None = None
+    valid: str | None = None
+    fps: float | None = None
+    duration: float = 0.0  # seconds (the longest cells are started first)
+    #: where the enhanced audio of an example goes (OUT/examples/MIXTURE/METHOD, no suffix),
+    #: and the example mixtures it stands for; None and () when the cell shows no example
+    example: str | None = None
+    example_mixtures: tuple[str, ...] = ()
 
 
 def init_worker(threads: int = 1, parent_pid: int | None = None) -> None:
@@ -114,18 +148,18 @@ def fusion_weights(prior) -> dict[str, np.ndarray]:
     return out
 
 
-def _load_video(task: dict):
+def _load_video(cell: Cell):
     """Lips of the mixture as a VideoInput, or None (missing video / audio-only prior)."""
     from ..inference.pipeline import VideoInput
     from ..lips import load_lips
 
-    if not task.get("lips"):
+    if not cell.lips:
         return None
-    frames = load_lips(task["lips"])
-    valid = np.load(task["valid"]).astype(bool) if task.get("valid") else None
+    frames = load_lips(cell.lips)
+    valid = np.load(cell.valid).astype(bool) if cell.valid else None
     if valid is not None and len(valid) != len(frames):
         valid = None
-    return VideoInput(frames, float(task.get("fps") or 30.0), valid)
+    return VideoInput(frames, float(cell.fps or 30.0), valid)
 
 
 def _finite(d: dict) -> dict:
@@ -133,7 +167,7 @@ def _finite(d: dict) -> dict:
     return {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def run_cell(task: dict) -> dict:
+def run_cell(cell: Cell) -> dict:
     """Enhance one mixture with one method, score it, write the cell JSON; returns the record.
 
     In a worker, SIGTERM during the cell unwinds it and ends the process (exit status 143).
@@ -142,70 +176,69 @@ def run_cell(task: dict) -> dict:
     try:
         _IN_CELL = True
         try:
-            return _run_cell(task)
+            return _run_cell(cell)
         finally:
             _IN_CELL = False
     except CellInterrupted:
         os._exit(128 + signal.SIGTERM)
 
 
-def _run_cell(task: dict) -> dict:
+def _run_cell(cell: Cell) -> dict:
     """The work of :func:`run_cell`."""
     import torch
 
     from ..metrics import evaluate_pair
 
-    noisy = load_audio(task["noisy"], warn=lambda m: None)
-    clean = load_audio(task["clean"], warn=lambda m: None)
+    noisy = load_audio(cell.noisy, warn=lambda m: None)
+    clean = load_audio(cell.clean, warn=lambda m: None)
     n = min(len(noisy), len(clean))
     noisy, clean = noisy[:n], clean[:n]
     weights = None
     extra: dict[str, Any] = {}
-    if task["kind"] == "baseline":
+    if cell.kind == "baseline":
         from ..baselines import get_baseline
 
-        fn = get_baseline(task["baseline"])
+        fn = get_baseline(cell.baseline)
         t0 = time.perf_counter()
-        est = fn(noisy, SAMPLE_RATE, clean=clean, seed=task["seed"])
+        est = fn(noisy, SAMPLE_RATE, clean=clean, seed=cell.seed)
         wall = time.perf_counter() - t0
     else:
         from ..inference import build_algorithm, enhance_waveforms
 
-        device = task["device"]
-        prior = load_prior(task["checkpoint"], device)
-        algorithm = build_algorithm(task["algorithm"], **task["settings"])
-        video = _load_video(task) if prior.uses_video else None
+        device = cell.device
+        prior = load_prior(cell.checkpoint, device)
+        algorithm = build_algorithm(cell.algorithm, **cell.settings)
+        video = _load_video(cell) if prior.uses_video else None
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.inference_mode(False):
-            res = enhance_waveforms(prior, algorithm, [noisy], [video], device=device, seed=task["seed"])
+            res = enhance_waveforms(prior, algorithm, [noisy], [video], device=device, seed=cell.seed)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
         est = np.asarray(res[0].speech, dtype=np.float32)
         extra = {"n_iter": int(res[0].n_iter)}
-        if task.get("example") and prior.uses_video:
+        if cell.example and prior.uses_video:
             weights = fusion_weights(prior) or None
     scores = evaluate_pair(est, clean, SAMPLE_RATE, noisy=noisy)
     duration = n / SAMPLE_RATE
     record = {
-        "method": task["method"],
-        "mixture": task["mixture"],
+        "method": cell.method,
+        "mixture": cell.mixture,
         **_finite(scores),
         "wall_s": wall,
         "duration_s": duration,
         "rtf": wall / duration,
         **extra,
     }
-    if task.get("example"):
-        ex = Path(task["example"])
+    if cell.example:
+        ex = Path(cell.example)
         write_wav(ex.with_suffix(".wav"), est)
         if weights is not None:
             wpath = ex.with_suffix(".weights.npz")
             atomic_write(wpath, lambda t: np.savez(t, **weights), ".npz")
             record["weights"] = wpath.name
         record["example"] = ex.with_suffix(".wav").name
-    cell = Path(task["cell"])
-    atomic_write(cell, lambda t: Path(t).write_text(json.dumps(record, indent=1)))
+    atomic_write(Path(cell.file), lambda t: Path(t).write_text(json.dumps(record, indent=1)))
     return record

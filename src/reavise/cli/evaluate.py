@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .cli import SEED_MAX, output_file
-from .errors import InputError
+from ..errors import InputError
+from .options import SEED_MAX, output_file
 
 
 def evaluate(
@@ -40,7 +40,7 @@ def evaluate(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from . import metrics
+    from .. import metrics
 
     del seed  # every metric is deterministic; the option exists by project convention
     console = Console()

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench.tables import PIVOT_METRICS, all_tables, methods_of, read_results, visual_label
-from .errors import ReaviseError
-from .metrics import LABELS, summarize
+from ..errors import ReaviseError
+from ..metrics import LABELS, summarize
+from .tables import PIVOT_METRICS, all_tables, methods_of, read_results, visual_label
 
 FPS_STFT = 62.5
 
@@ -86,7 +86,7 @@ def _spectrogram(x: np.ndarray) -> np.ndarray:
     """Power spectrogram in dB [bins, frames] with the reavise STFT."""
     import torch
 
-    from .audio import power_spectrogram
+    from ..audio import power_spectrogram
 
     p = power_spectrogram(torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy().T
     return 10 * np.log10(p + 1e-10)
@@ -191,8 +191,8 @@ def _copy(src: Path, dst: Path) -> None:
 
 def _examples_html(run: Path, tmp: Path, record: dict) -> str:
     """Per example: clean / noisy / every method with an audio player and its spectrogram."""
-    from .audio import load_audio
-    from .lips import load_lips
+    from ..audio import load_audio
+    from ..lips import load_lips
 
     parts = []
     for k, ex in enumerate(record.get("examples", [])):

@@ -32,10 +32,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .audio import atomic_write
-from .bench.config import BenchConfig, ModelSpec, load_config, safe_name, spec_hash
-from .bench.tables import COLUMNS, read_results, tables_markdown
-from .errors import ReaviseError
+from ..audio import atomic_write
+from ..errors import ReaviseError
+from .config import BenchConfig, ModelSpec, load_config, safe_name, spec_hash
+from .tables import COLUMNS, read_results, tables_markdown
+from .worker import Cell
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def prepare_corpus(cfg: BenchConfig, out: Path, workers: int, progress: bool) ->
     """The prepared corpus of the config, or the synthetic one generated (resumed) in OUT/corpus."""
     if cfg.corpus.path is not None:
         return cfg.corpus.path
-    from .data.synth import synthesize_corpus
+    from ..data.synth import synthesize_corpus
 
     s = dict(cfg.corpus.synth or {})
     dest = out / "corpus"
@@ -133,7 +134,7 @@ def prepare_model(
     """
     if spec.checkpoint is not None:
         return spec.checkpoint
-    from .train import TrainConfig, train
+    from ..train import TrainConfig, train
 
     values = {"seed": seed, **(spec.train or {})}
     if "accelerator" not in values:
@@ -157,7 +158,7 @@ def prepare_model(
 
 def baseline_available(name: str) -> str | None:
     """None when baseline ``name`` can run here, else why not (its optional package is missing)."""
-    from .baselines import OPTIONAL
+    from ..baselines import OPTIONAL
 
     if name not in OPTIONAL:
         return None
@@ -175,7 +176,7 @@ def build_methods(
     cfg: BenchConfig, checkpoints: dict[str, Path], notes: list[str]
 ) -> list[Method]:
     """Baselines (config order; unavailable optional ones dropped with a note), then models x algorithms."""
-    from .models.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     methods: list[Method] = []
     for b in cfg.baselines:
@@ -230,9 +231,9 @@ def pick_examples(mixtures: list[dict], k: int) -> list[str]:
 def plan_cells(
     methods: list[Method], mixtures: list[dict], mixdir: Path, out: Path, examples: list[str],
     seed: int, device: str,
-) -> tuple[list[dict], dict[tuple[str, str], Path]]:  # fmt: skip
-    """Tasks (one per method x distinct input) and the cell file behind every (method, mixture)."""
-    tasks: list[dict] = []
+) -> tuple[list[Cell], dict[tuple[str, str], Path]]:  # fmt: skip
+    """Cells (one per method x distinct input) and the cell file behind every (method, mixture)."""
+    tasks: list[Cell] = []
     cell_of: dict[tuple[str, str], Path] = {}
     for meth in methods:
         groups: dict[Any, list[dict]] = {}
@@ -245,29 +246,29 @@ def plan_cells(
             ex = [m["id"] for m in members if m["id"] in examples]
             for m in members:
                 cell_of[(meth.name, m["id"])] = cell
-            task = {
-                "method": meth.name,
-                "kind": meth.kind,
-                "baseline": meth.baseline,
-                "checkpoint": meth.checkpoint,
-                "algorithm": meth.algorithm,
-                "settings": meth.settings,
-                "mixture": rep["id"],
-                "noisy": str(mixdir / rep["noisy"]),
-                "clean": str(mixdir / rep["clean"]),
-                "lips": str(mixdir / rep["lips"]) if rep.get("lips") else None,
-                "valid": str(mixdir / rep["valid"]) if rep.get("valid") else None,
-                "fps": rep.get("fps"),
-                "seed": seed,
-                "device": device,
-                "cell": str(cell),
-                "duration": float(rep.get("duration") or 0.0),
-            }
-            if ex:
-                # one example file per method: the first example mixture of the group
-                task["example"] = str(out / "examples" / ex[0] / safe_name(meth.name))
-                task["example_mixtures"] = ex
-            tasks.append(task)
+            tasks.append(
+                Cell(
+                    method=meth.name,
+                    kind=meth.kind,
+                    baseline=meth.baseline,
+                    checkpoint=meth.checkpoint,
+                    algorithm=meth.algorithm,
+                    settings=meth.settings,
+                    mixture=rep["id"],
+                    noisy=str(mixdir / rep["noisy"]),
+                    clean=str(mixdir / rep["clean"]),
+                    lips=str(mixdir / rep["lips"]) if rep.get("lips") else None,
+                    valid=str(mixdir / rep["valid"]) if rep.get("valid") else None,
+                    fps=rep.get("fps"),
+                    seed=seed,
+                    device=device,
+                    file=str(cell),
+                    duration=float(rep.get("duration") or 0.0),
+                    # one example file per method: the first example mixture of the group
+                    example=str(out / "examples" / ex[0] / safe_name(meth.name)) if ex else None,
+                    example_mixtures=tuple(ex),
+                )
+            )
     return tasks, cell_of
 
 
@@ -304,11 +305,11 @@ def stop_pool(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
             p.join(1.0)
 
 
-def remove_stale_temps(tasks: list[dict]) -> int:
+def remove_stale_temps(tasks: list[Cell]) -> int:
     """Delete the temp files (``.NAME.*``) that a killed run left beside cells and examples;
     finished files are never temp-named. Returns how many were removed."""
-    folders = {Path(t["cell"]).parent for t in tasks}
-    folders |= {Path(t["example"]).parent for t in tasks if t.get("example")}
+    folders = {Path(t.file).parent for t in tasks}
+    folders |= {Path(t.example).parent for t in tasks if t.example}
     n = 0
     for folder in folders:
         for tmp in folder.glob(".*") if folder.is_dir() else ():
@@ -319,7 +320,7 @@ def remove_stale_temps(tasks: list[dict]) -> int:
 
 
 def _run_in_pool(
-    todo: list[dict], workers: int, run_cell, init_worker, done: Callable[[dict, BaseException | None], None]
+    todo: list[Cell], workers: int, run_cell, init_worker, done: Callable[[Cell, BaseException | None], None]
 ) -> None:
     """Run ``todo`` on ``workers`` spawned processes; any exception here (SIGTERM, Ctrl-C)
     stops the pool before it propagates, and workers also end if this process is killed."""
@@ -342,12 +343,12 @@ def _run_in_pool(
 
 
 def run_tasks(
-    tasks: list[dict],
+    tasks: list[Cell],
     workers: int,
     progress: bool,
     on_error: Callable[[str], None],
 ) -> int:
-    """Run the unfinished tasks (no cell file yet), in parallel; returns how many were run."""
+    """Run the unfinished cells (no cell file yet), in parallel; returns how many were run."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -357,19 +358,18 @@ def run_tasks(
         TimeRemainingColumn,
     )
 
-    from .bench.worker import init_worker, run_cell
+    from .worker import init_worker, run_cell
 
-    def pending(t: dict) -> bool:  # no cell yet, or an example whose audio is missing
-        ex = t.get("example")
-        return not Path(t["cell"]).exists() or (
-            ex is not None and not Path(ex).with_suffix(".wav").exists()
+    def pending(t: Cell) -> bool:  # no cell yet, or an example whose audio is missing
+        return not Path(t.file).exists() or (
+            t.example is not None and not Path(t.example).with_suffix(".wav").exists()
         )
 
     todo = [t for t in tasks if pending(t)]
     if not todo:
         return 0
     # long utterances and slow methods first: better load balance at the end of the run
-    todo.sort(key=lambda t: (t["kind"] == "baseline", -t["duration"]))
+    todo.sort(key=lambda t: (t.kind == "baseline", -t.duration))
     bar = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -380,11 +380,11 @@ def run_tasks(
         disable=not progress,
     )
 
-    def fail(t: dict, exc: BaseException) -> None:
+    def fail(t: Cell, exc: BaseException) -> None:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        on_error(f"{t['method']} on {t['mixture']}: {msg}")
+        on_error(f"{t.method} on {t.mixture}: {msg}")
 
-    def done(t: dict, exc: BaseException | None) -> None:
+    def done(t: Cell, exc: BaseException | None) -> None:
         if exc is not None:
             fail(t, exc)
         bar.advance(job)
@@ -451,18 +451,18 @@ def collect_rows(
 
 
 def collect_examples(
-    methods: list[Method], mixtures: list[dict], examples: list[str], tasks: list[dict], out: Path
+    methods: list[Method], mixtures: list[dict], examples: list[str], tasks: list[Cell], out: Path
 ) -> list[dict]:
     """What the report shows per example: mixture files and every method's enhanced audio."""
     by_id = {m["id"]: m for m in mixtures}
     produced: dict[tuple[str, str], dict] = {}
     for t in tasks:
-        if "example" not in t or not Path(t["cell"]).exists():
+        if t.example is None or not Path(t.file).exists():
             continue
-        rec = json.loads(Path(t["cell"]).read_text())
-        base = Path(t["example"])
-        for mid in t["example_mixtures"]:
-            produced[(t["method"], mid)] = {
+        rec = json.loads(Path(t.file).read_text())
+        base = Path(t.example)
+        for mid in t.example_mixtures:
+            produced[(t.method, mid)] = {
                 "audio": os.path.relpath(base.with_suffix(".wav"), out),
                 "weights": os.path.relpath(base.with_suffix(".weights.npz"), out)
                 if rec.get("weights") else None,  # fmt: skip
@@ -551,7 +551,7 @@ def run_benchmark(
         timings[f"model_{spec.name}_s"] = time.perf_counter() - t1
 
     t1 = time.perf_counter()
-    from .data.mix import make_mixtures
+    from ..data.mix import make_mixtures
 
     mixdir = out / "mixtures"
     mixtures = make_mixtures(

@@ -1,4 +1,4 @@
-"""CLI commands ``reavise benchmark`` (run a comparison grid) and ``reavise report`` (HTML page)."""
+"""``reavise benchmark``: run a comparison grid (the work: ``reavise.bench``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .cli import SEED_MAX, output_dir
-from .cli import device as device_option
+from .options import SEED_MAX, output_dir
+from .options import device as device_option
 
 
 def benchmark(
@@ -28,7 +28,7 @@ def benchmark(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train/load priors, make mixtures, run every method on them, write results and tables."""
-    from .benchmark import run_benchmark
+    from ..bench.grid import run_benchmark
 
     rec = run_benchmark(config, out, workers=workers, device=device, seed=seed, progress=progress,
                         echo=typer.echo)  # fmt: skip
@@ -45,27 +45,6 @@ def benchmark(
         raise typer.Exit(2)
 
 
-def report(
-    run: Path = typer.Argument(
-        ..., exists=True, file_okay=False, help="Benchmark output folder (with results.csv)."
-    ),
-    out: Path | None = typer.Option(
-        None, "--out", "-o", file_okay=False, callback=output_dir,
-        help="Report folder (default RUN/report).",
-    ),
-    seed: int = typer.Option(
-        0, "--seed", min=0, max=SEED_MAX, help="Accepted for uniformity; the report is deterministic."
-    ),
-) -> None:
-    """Write a static HTML report (index.html; tables, plots, audio examples), no server needed."""
-    from .report import write_report
-
-    del seed
-    path = write_report(run, out)
-    typer.echo(f"report: {path}")
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``benchmark`` and ``report`` to the top-level app."""
+    """Add ``benchmark`` to the top-level app."""
     app.command("benchmark")(benchmark)
-    app.command("report")(report)

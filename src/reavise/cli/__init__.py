@@ -1,9 +1,16 @@
 """The ``reavise`` command line: one entry point, one subcommand per job.
 
+This package holds the app, :func:`main` and the error mapping; ``options`` the option
+callbacks and helpers the commands share; one module per command group (``train``,
+``enhance``, ``evaluate``, ``models``, ``import_checkpoint``, ``benchmark``, ``report``,
+``data``), each a thin call into the library with a ``register(app)`` that adds its commands.
+The command modules import ``options``, never this module, and this module imports them only
+when the command tree is built: no import cycle, and ``--help`` loads no torch.
+
 Every user error ends as one line ``error: ...`` on stderr and exit code 2: ReaviseError
 from the work, usage errors from typer (which bundles its own click: ``typer._click``), and
 file-system errors. Option values are checked while the command line is parsed: integer
-bounds with ``min=``, every float must be finite, and the callbacks below.
+bounds with ``min=``, every float must be finite, and the callbacks of ``options``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import typing
 import typer
 from typer import _click
 
-from .errors import ReaviseError
+from ..errors import ReaviseError
 
 app = typer.Typer(
     help="reavise: unsupervised audio-visual speech enhancement.",
@@ -27,64 +34,19 @@ app = typer.Typer(
     add_completion=False,
 )
 
-#: option bounds shared by every command
-SEED_MAX = 2**32 - 1
-
-
-# --- option callbacks (typer calls them with the parsed value) -----------------------------
-def positive(value: float | None) -> float | None:
-    """A float option that must be > 0."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be positive, got {value:g}")
-    return value
-
-
-def fraction(value: float | None) -> float | None:
-    """A float option in [0, 1)."""
-    if value is not None and not 0 <= value < 1:
-        raise typer.BadParameter(f"must be at least 0 and below 1, got {value:g}")
-    return value
-
-
-def _checked(module: str, name: str, doc: str):
-    """A typer callback that passes a value (None stays None) through ``module.name``, a check
-    raising ReaviseError, imported on first use (``--help`` stays light)."""
-
-    def callback(value):
-        if value is None:
-            return value
-        import importlib
-
-        check = getattr(importlib.import_module(module, __package__), name)
-        try:
-            return check(value)
-        except ReaviseError as exc:
-            raise typer.BadParameter(str(exc)) from None
-
-    callback.__doc__ = doc
-    return callback
-
-
-device = _checked(".validate", "check_device",
-                  "A torch device that exists here (cpu, cuda[:N] with a GPU, mps on a Mac).")
-output_dir = _checked(".validate", "check_output_dir",
-                      "An output folder that is not a file and can be created and written.")
-output_file = _checked(".validate", "check_output_file",
-                       "An output file that is not a folder and whose folder can be written.")
-checkpoint = _checked(".pretrained", "resolve",
-                      "A checkpoint file, or the name of a prior shipped with reavise.")  # fmt: skip
-
-
 # --- the command tree ----------------------------------------------------------------------
 def _register() -> None:
-    """Attach the subcommands; each lives in the module that does the work."""
+    """Attach the subcommands: each module adds its own (in the order of ``reavise --help``;
+    ``data`` is a group, listed last)."""
     if getattr(_register, "done", False):
         return
-    from .data.cli import app as data_app
+    from . import benchmark, data, enhance, evaluate, import_checkpoint, models, report, train
 
+    for module in (evaluate, train, enhance, import_checkpoint, models, benchmark, report):
+        module.register(app)
+    data_app = typer.Typer(help=data.HELP, no_args_is_help=True)
+    data.register(data_app)
     app.add_typer(data_app, name="data")
-    from . import commands  # noqa: F401  (registers train/enhance/evaluate/... on `app`)
-
     _register.done = True
 
 
