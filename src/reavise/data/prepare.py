@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
+from ..audio import DEFAULT_STFT, SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import InputError, ReaviseError
 from ..lips import ROI_SIZE, VIDEO_FPS, load_lips, save_lips
 from ..paths import safe_name
@@ -451,7 +451,7 @@ def process_item(job: _Job) -> dict:
         audio = vid.read_audio_track(it.video)
         if audio is None:
             raise InputError(f"{it.video}: no audio (no same-name .wav and no audio track)")
-        if audio.size < 1024 or float(np.max(np.abs(audio))) == 0.0:
+        if audio.size < DEFAULT_STFT.n_fft or float(np.max(np.abs(audio))) == 0.0:
             raise InputError(f"{it.video}: audio track is empty or silent")
     else:
         raise InputError(f"{it.source}: no audio file")
