@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import fair_blas  # noqa: E402, F401  (first: may re-execute without OpenBLAS overrides)
 from common import machine, published_prior, shared_available, timed  # noqa: E402
-from reavise.audio import atomic_write  # noqa: E402
+from reavise.audio import SAMPLE_RATE, atomic_write  # noqa: E402
 
 
 def bench_published(repeat: int) -> dict:
@@ -36,7 +36,7 @@ def bench_published(repeat: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         prior = published_prior(Path(tmp))
     noisy, clean = load_sample()
-    dur = len(noisy) / 16000
+    dur = len(noisy) / SAMPLE_RATE
     rows = [{"method": "noisy input", **_metrics(evaluate_pair(noisy, clean))}]
     for algo in ("vem", "mcem", "langevin"):
         a = build_algorithm(algo)

@@ -33,6 +33,7 @@ from scipy.special import exp1
 
 from .audio import DEFAULT_STFT, SAMPLE_RATE, istft, resample, stft
 from .errors import InputError, ReaviseError
+from .registry import Registry
 
 _EPS = 1e-12
 
@@ -147,20 +148,16 @@ def noise_psd_first_frames(power: np.ndarray, seconds: float = 0.25) -> np.ndarr
     return power[:k].mean(axis=0, keepdims=True) + _EPS
 
 
-NOISE_ESTIMATORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "min_stats": noise_psd_min_stats,
-    "lowest_frames": noise_psd_lowest_frames,
-    "first_frames": noise_psd_first_frames,
-}
+#: name -> ``fn(power [frames, bins]) -> noise PSD [1, bins]``
+NOISE_ESTIMATORS = Registry("noise estimator")
+NOISE_ESTIMATORS.add("min_stats", noise_psd_min_stats)
+NOISE_ESTIMATORS.add("lowest_frames", noise_psd_lowest_frames)
+NOISE_ESTIMATORS.add("first_frames", noise_psd_first_frames)
 
 
 def estimate_noise_psd(power: np.ndarray, method: str = "min_stats") -> np.ndarray:
     """Noise PSD by name (``min_stats``, ``lowest_frames``, ``first_frames``); broadcastable."""
-    if method not in NOISE_ESTIMATORS:
-        raise ReaviseError(
-            f"unknown noise estimator '{method}' (choose from {sorted(NOISE_ESTIMATORS)})"
-        )
-    return NOISE_ESTIMATORS[method](power)
+    return NOISE_ESTIMATORS.get(method)(power)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -329,14 +326,14 @@ def rnnoise_baseline(
     return _fit_length(resample(enhanced, rate, sr), len(y))
 
 
-BASELINES: dict[str, EnhanceFn] = {
-    "noisy": identity,
-    "oracle_wiener": oracle_wiener,
-    "spectral_subtraction": spectral_subtraction,
-    "mmse_lsa": mmse_lsa,
-    "noisereduce": noisereduce_baseline,
-    "rnnoise": rnnoise_baseline,
-}
+#: name -> :class:`EnhanceFn`
+BASELINES = Registry("baseline")
+BASELINES.add("noisy", identity)
+BASELINES.add("oracle_wiener", oracle_wiener)
+BASELINES.add("spectral_subtraction", spectral_subtraction)
+BASELINES.add("mmse_lsa", mmse_lsa)
+BASELINES.add("noisereduce", noisereduce_baseline)
+BASELINES.add("rnnoise", rnnoise_baseline)
 #: Baselines that need the clean reference (oracles: upper bounds, not real methods).
 NEEDS_CLEAN: frozenset[str] = frozenset({"oracle_wiener"})
 #: Baselines that need an optional package (``pip install reavise[baselines]``).
@@ -345,12 +342,7 @@ OPTIONAL: dict[str, str] = {"noisereduce": "noisereduce", "rnnoise": "pyrnnoise"
 
 def get_baseline(name: str) -> EnhanceFn:
     """The baseline called ``name``, or a ReaviseError listing the known ones."""
-    try:
-        return BASELINES[name]
-    except KeyError:
-        raise ReaviseError(
-            f"unknown baseline '{name}' (choose from {', '.join(BASELINES)})"
-        ) from None
+    return BASELINES.get(name)
 
 
 def enhance(

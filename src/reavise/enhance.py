@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio import SAMPLE_RATE, atomic_write, load_audio, num_frames, write_wav
+from .audio import DEFAULT_STFT, SAMPLE_RATE, atomic_write, load_audio, num_frames, write_wav
 from .errors import InputError, ReaviseError
 from .inference import enhance_waveforms
 from .inference.pipeline import Chunking, VideoInput, enhance_chunked
@@ -152,7 +152,7 @@ def _load_video_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput 
     # codecs pad or delay the track a little: keep the length the frames imply
     video_s = len(frames) / fps
     audio = audio[: int(round(video_s * SAMPLE_RATE))]
-    if len(audio) < 1024 or not np.any(audio):
+    if len(audio) < DEFAULT_STFT.n_fft or not np.any(audio):
         raise InputError(f"{job.source}: audio track is empty, silent or shorter than one frame")
     check_level(job.source, audio)
     audio_s = len(audio) / SAMPLE_RATE

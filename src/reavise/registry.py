@@ -87,6 +87,10 @@ class Registry:
     def get(self, name: str) -> Any:
         return self.entry(name)[0]
 
+    def __getitem__(self, name: str) -> Any:
+        """``registry[name]``, as for the dicts it replaces (an unknown name: ``entry``'s error)."""
+        return self.get(name)
+
     def config(self, name: str, values: dict[str, Any] | Any | None = None) -> Any:
         """The config dataclass of ``name`` from a dict (checked) or as given."""
         cfg_cls = self.entry(name)[1]

@@ -30,11 +30,11 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..errors import ReaviseError, SettingError
 
 TOP_KEYS = (
@@ -117,8 +117,8 @@ def spec_hash(obj: Any) -> str:
 
 
 def safe_name(name: str) -> str:
-    """File-name-safe form of a method or model name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+    """File-name-safe form of a method or model name (:func:`reavise.paths.safe_name`)."""
+    return paths.safe_name(name)
 
 
 class _Checker:

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import DEFAULT_STFT, SAMPLE_RATE
 from ..errors import ReaviseError
 from ..metrics import LABELS, summarize
 from .tables import PIVOT_METRICS, all_tables, methods_of, read_results, visual_label
 
-FPS_STFT = 62.5
+#: STFT frames per second (62.5: hop 256 at 16 kHz)
+FPS_STFT = DEFAULT_STFT.frames_per_second
 
 
 def _style(method: str, uses_video: dict[str, bool]) -> dict:
@@ -94,13 +96,13 @@ def _spectrogram(x: np.ndarray) -> np.ndarray:
 
 def _spec_image(ax, db: np.ndarray, vmax: float, duration: float) -> None:
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
-              extent=(0, duration, 0, 8), interpolation="nearest")  # fmt: skip
+              extent=(0, duration, 0, SAMPLE_RATE / 2000), interpolation="nearest")  # fmt: skip
 
 
 def _spec_png(x: np.ndarray, vmax: float, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    dur = len(x) / 16000
+    dur = len(x) / SAMPLE_RATE
     fig = Figure(figsize=(4.6, 1.5))
     ax = fig.add_axes((0.09, 0.24, 0.9, 0.72))
     _spec_image(ax, _spectrogram(x), vmax, dur)
@@ -132,7 +134,7 @@ def _weights_png(weights: dict[str, np.ndarray], noisy: np.ndarray, frames: np.n
     """Per-frame modality weights over time, under the mouth frames and the noisy spectrogram."""
     from matplotlib.figure import Figure
 
-    dur = len(noisy) / 16000
+    dur = len(noisy) / SAMPLE_RATE
     n_rows = 3 if frames is not None else 2
     ratios = [0.8, 1.6, 1.4] if frames is not None else [1.6, 1.4]
     fig = Figure(figsize=(8.0, 1.25 * sum(ratios)), layout="constrained")

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..errors import ReaviseError
+from ..registry import Registry
 
 #: Largest Gaussian pixel-noise sigma (severity 1), in 0..1 intensity units.
 MAX_NOISE_SIGMA = 0.3
@@ -25,7 +26,7 @@ MAX_BLUR_SIGMA = 4.0
 MAX_OFFSET_MS = 200.0
 
 Degradation = Callable[..., tuple["np.ndarray | None", np.ndarray]]
-VISUAL_DEGRADATIONS: dict[str, Degradation] = {}
+VISUAL_DEGRADATIONS = Registry("visual condition")
 
 #: Severity used when a condition is named without one (``--visual occlusion``).
 DEFAULT_SEVERITY = {
@@ -39,12 +40,7 @@ DEFAULT_SEVERITY = {
 }
 
 
-def _register(name: str):
-    def deco(fn: Degradation) -> Degradation:
-        VISUAL_DEGRADATIONS[name] = fn
-        return fn
-
-    return deco
+_register = VISUAL_DEGRADATIONS.register
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ def parse_visual(spec: str) -> VisualCondition:
     name, _, sev = spec.strip().partition(":")
     name = name.strip()
     if name not in VISUAL_DEGRADATIONS:
-        known = ", ".join(sorted(VISUAL_DEGRADATIONS))
+        known = ", ".join(VISUAL_DEGRADATIONS.names())
         raise ReaviseError(f"unknown visual condition {name!r} in {spec!r} (known: {known})")
     if sev.strip() == "":
         severity = DEFAULT_SEVERITY[name]
@@ -112,7 +108,7 @@ def degrade(
     if frames.ndim != 3 or frames.shape[0] < 1:
         raise ReaviseError(f"lips frames must be [T, H, W] with T >= 1, got {frames.shape}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    out, valid = VISUAL_DEGRADATIONS[name](frames, float(sev), rng, fps=fps, **kwargs)
+    out, valid = VISUAL_DEGRADATIONS.get(name)(frames, float(sev), rng, fps=fps, **kwargs)
     if out is not None:
         out = np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
     return out, np.asarray(valid, dtype=bool)

@@ -18,7 +18,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import as_completed
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import ReaviseError
 from ..lips import load_lips, save_lips
+from ..paths import safe_name
 from .degrade import VisualCondition, degrade, parse_visual
 from .manifest import MANIFEST, read_manifest, write_manifest
 from .noise import (
@@ -149,14 +149,9 @@ def parse_names(text: str | Iterable[str]) -> list[str]:
     return out
 
 
-def _safe(name: str) -> str:
-    """A filename-safe version of an utterance id."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))
-
-
 def mixture_id(source_id: str, noise_type: str, snr: float, visual: VisualCondition) -> str:
     """E.g. ``spk1_u003_pink_snr-5_occlusion0.3``."""
-    return f"{_safe(source_id)}_{noise_type}_snr{snr:g}_{visual.label}"
+    return f"{safe_name(source_id)}_{noise_type}_snr{snr:g}_{visual.label}"
 
 
 def _paths(mid: str, has_lips: bool) -> dict[str, str | None]:

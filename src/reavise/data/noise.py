@@ -20,6 +20,7 @@ from scipy.signal import butter, sosfilt, welch
 
 from ..audio import SAMPLE_RATE, load_audio
 from ..errors import InputError, ReaviseError
+from ..registry import Registry
 
 NOISE_RMS = 0.1
 #: Lower band edge of the coloured noises (Hz).
@@ -27,7 +28,7 @@ F_LOW = 20.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".au", ".opus")
 
 NoiseFn = Callable[..., np.ndarray]
-NOISE_TYPES: dict[str, NoiseFn] = {}
+NOISE_TYPES = Registry("noise type")
 
 # Long-term average speech spectrum, 1/3-octave band levels in dB SPL (male+female average,
 # 70 dB overall), approximately as tabulated by Byrne et al. (1994), "An international
@@ -43,17 +44,12 @@ BYRNE_LTASS_DB = np.array(
 
 def register_noise(name: str) -> Callable[[NoiseFn], NoiseFn]:
     """Decorator adding a generator ``fn(n_samples, rng, **ctx)`` to the registry."""
-
-    def deco(fn: NoiseFn) -> NoiseFn:
-        NOISE_TYPES[name] = fn
-        return fn
-
-    return deco
+    return NOISE_TYPES.register(name)
 
 
 def known_noises() -> list[str]:
     """Names of the registered noise types."""
-    return sorted(NOISE_TYPES)
+    return NOISE_TYPES.names()
 
 
 def check_noise_type(kind: str) -> None:
@@ -74,7 +70,7 @@ def make_noise(
     if int(n_samples) < 1:
         raise ReaviseError(f"noise {kind!r}: need at least 1 sample, got {n_samples}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    x = np.asarray(NOISE_TYPES[kind](int(n_samples), rng, **ctx), dtype=np.float64)
+    x = np.asarray(NOISE_TYPES.get(kind)(int(n_samples), rng, **ctx), dtype=np.float64)
     rms = float(np.sqrt(np.mean(x**2)))
     if not np.isfinite(rms) or rms == 0.0:
         raise ReaviseError(f"noise {kind!r}: generated signal is silent or not finite")

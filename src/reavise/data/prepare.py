@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
+from ..audio import DEFAULT_STFT, SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import InputError, ReaviseError
 from ..lips import ROI_SIZE, VIDEO_FPS, load_lips, save_lips
-from .manifest import write_manifest
+from ..paths import safe_name
+from ..registry import Registry
+from .manifest import speakers_by_split, split_speakers, write_manifest
 from .pool import data_pool
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,8 @@ def _lips_stem(path: Path) -> str:
 
 
 def _safe(name: str) -> str:
-    """A file-name-safe id component."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "x"
+    """A file-name-safe id component (``-`` for the characters it replaces: ids on disk)."""
+    return safe_name(name, fill="-")
 
 
 def _speaker_after(parts: tuple[str, ...], markers: Iterable[str]) -> str | None:
@@ -385,42 +387,13 @@ def scan_generic(root: Path, exclude: Path | None = None) -> list[Item]:
     return items
 
 
-SCANNERS: dict[str, Callable[..., list[Item]]] = {
-    "tcd-timit": scan_tcd_timit,
-    "ntcd-timit": scan_ntcd_timit,
-    "grid": scan_grid,
-    "lrs3": scan_lrs3,
-    "generic": scan_generic,
-}
-
-
-# ----------------------------------------------------------------------------- splits
-
-
-def split_speakers(
-    speakers: Iterable[str],
-    seed: int = 0,
-    fixed: dict[str, str] | None = None,
-    val_frac: float = 0.1,
-    test_frac: float = 0.1,
-) -> dict[str, str]:
-    """Speaker -> split: official assignments first, the rest shuffled by ``seed``.
-
-    A split the official assignment already fills is not drawn again; with at least two
-    free speakers there is at least one test (then one val) speaker, never sharing a speaker.
-    """
-    fixed = dict(fixed or {})
-    free = sorted(set(speakers) - set(fixed))
-    rng = np.random.default_rng(seed)
-    order = [free[i] for i in rng.permutation(len(free))]
-    n = len(order)
-    has = set(fixed.values())
-    n_test = 0 if "test" in has or n < 2 else max(1, round(test_frac * n))
-    n_val = 0 if "val" in has or n - n_test < 2 else max(1, round(val_frac * n))
-    out = dict(fixed)
-    for i, s in enumerate(order):
-        out[s] = "test" if i < n_test else ("val" if i < n_test + n_val else "train")
-    return out
+#: corpus name -> ``scan(root, exclude) -> list[Item]``
+SCANNERS = Registry("corpus")
+SCANNERS.add("tcd-timit", scan_tcd_timit)
+SCANNERS.add("ntcd-timit", scan_ntcd_timit)
+SCANNERS.add("grid", scan_grid)
+SCANNERS.add("lrs3", scan_lrs3)
+SCANNERS.add("generic", scan_generic)
 
 
 # ----------------------------------------------------------------------------- one item
@@ -478,7 +451,7 @@ def process_item(job: _Job) -> dict:
         audio = vid.read_audio_track(it.video)
         if audio is None:
             raise InputError(f"{it.video}: no audio (no same-name .wav and no audio track)")
-        if audio.size < 1024 or float(np.max(np.abs(audio))) == 0.0:
+        if audio.size < DEFAULT_STFT.n_fft or float(np.max(np.abs(audio))) == 0.0:
             raise InputError(f"{it.video}: audio track is empty or silent")
     else:
         raise InputError(f"{it.source}: no audio file")
@@ -604,7 +577,7 @@ def prepare_corpus(
     exclude = out if (out == root or root in out.parents) else None
     if exclude == root:
         raise ReaviseError(f"{out}: the output folder must differ from the corpus folder")
-    items = SCANNERS[corpus](root, exclude)
+    items = SCANNERS.get(corpus)(root, exclude)
     if not items:
         raise InputError(f"{root}: no {corpus} utterances found (check the folder layout)")
     counts = Counter(i.id for i in items)
@@ -658,9 +631,7 @@ def prepare_corpus(
     text = "".join(json.dumps(s, sort_keys=True) + "\n" for s in skipped)
     atomic_write(out / SKIPPED, lambda tmp: Path(tmp).write_text(text))
 
-    by_split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    for spk in sorted({r["speaker"] for r in rows}):
-        by_split[splits[spk]].append(spk)
+    by_split = speakers_by_split(splits)
     meta = {
         "kind": corpus,
         "version": 1,

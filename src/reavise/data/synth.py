@@ -26,7 +26,8 @@ from scipy.signal import istft, lfilter, stft
 from ..audio import SAMPLE_RATE, atomic_write, write_wav
 from ..errors import ReaviseError
 from ..lips import VIDEO_FPS, save_lips
-from .manifest import write_manifest
+from .manifest import speakers_by_split, write_manifest
+from .manifest import split_speakers as split_manifest_speakers
 from .mouth_render import MouthStyle, random_style, render_lips
 from .pool import data_pool
 from .sentences import pick_sentence
@@ -102,18 +103,10 @@ def speaker_profile(seed: int, index: int, n_speakers: int) -> SpeakerProfile:
 
 
 def split_speakers(speaker_ids: list[str], seed: int) -> dict[str, list[str]]:
-    """Disjoint train/val/test speakers (80/10/10 %, at least one each when there are >= 3)."""
-    n = len(speaker_ids)
-    order = [speaker_ids[i] for i in _rng(seed, _SPLIT, 0).permutation(n)]
-    if n >= 3:
-        n_held = max(1, int(round(0.1 * n)))
-        n_val = n_test = n_held
-    else:
-        n_val, n_test = 0, n - 1  # 1 speaker: train only; 2: train + test
-    test = sorted(order[:n_test])
-    val = sorted(order[n_test : n_test + n_val])
-    train = sorted(order[n_test + n_val :])
-    return {"train": train, "val": val, "test": test}
+    """Disjoint train/val/test speakers (80/10/10 %, at least one each when there are >= 3;
+    1 speaker: train only; 2: train + test): :func:`manifest.split_speakers` drawn from this
+    corpus's own split stream of ``seed``, listed per split."""
+    return speakers_by_split(split_manifest_speakers(speaker_ids, _rng(seed, _SPLIT, 0)))
 
 
 def _phoneme_seconds(utt: Utterance) -> list[tuple[str, float, float]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -112,7 +112,6 @@ class Utterance:
     text: str
     voice: Voice
     sample_rate: int = SAMPLE_RATE
-    words: list[int] = field(default_factory=list)  # start samples of words
 
     @property
     def duration(self) -> float:
@@ -273,7 +272,6 @@ class Engine:
         phon = [
             (int(round(s * scale)), sym) for t, s, sym in events if t == espeakEVENT_PHONEME and sym
         ]
-        words = [int(round(s * scale)) for t, s, _ in events if t == espeakEVENT_WORD]
         phonemes: list[Phoneme] = []
         for k, (start, sym) in enumerate(phon):
             start = min(max(start, 0), n)
@@ -284,7 +282,7 @@ class Engine:
             if k > 0:
                 phonemes[-2].end = start
             phonemes[-1].end = min(max(end, start), n)
-        return Utterance(audio, phonemes, text, voice, sample_rate, words)
+        return Utterance(audio, phonemes, text, voice, sample_rate)
 
 
 _ENGINE: Engine | None = None

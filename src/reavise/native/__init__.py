@@ -312,10 +312,14 @@ def _dispatch_file(hidden: int, bins: int) -> Path:
 
 
 def _read_cached(path: Path) -> DecoderPath | None:
+    """The cached decision, or None for a missing, unreadable or stale (other fields) file."""
+    from ..errors import ReaviseError
+    from ..registry import load_dataclass
+
     try:
         rec = json.loads(path.read_text())
-        return DecoderPath(**{**rec, "reason": "cached"})
-    except (OSError, ValueError, TypeError):
+        return load_dataclass(DecoderPath, {**rec, "reason": "cached"})
+    except (OSError, ValueError, TypeError, ReaviseError):
         return None
 
 
