@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ReaviseError
 from ..registry import Registry
 
 #: every fusion module by name (``build_fusion``)
