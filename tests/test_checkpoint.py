@@ -86,3 +86,26 @@ def test_import_real_published_a_vae(shared_data, tmp_path):
         load_checkpoint(src)
     with pytest.raises(CheckpointError, match="recurrent"):
         import_published(shared_data / "reference-checkpoints" / "rvae" / "RVAE.pt", tmp_path / "r.pt")
+
+
+def test_checkpoint_with_another_stft_is_refused_on_load(tmp_path):
+    """The stored ``stft`` settings are checked on load: one line naming the file and the mismatch."""
+    m = build_prior("a-vae", {"x_dim": 513, "z_dim": 4, "hidden": [8]})
+    p = save_checkpoint(tmp_path / "m.pt", m)
+    assert read_checkpoint(p)["stft"]["n_fft"] == 1024
+    load_checkpoint(p)  # the STFT it was written with loads
+    payload = torch.load(p, weights_only=True)
+    payload["stft"] = {**payload["stft"], "hop": 128}
+    bad = tmp_path / "hop128.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "hop 128" in msg and "\n" not in msg
+    payload["stft"] = "1024/256"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="malformed 'stft'"):
+        read_checkpoint(bad)
+    del payload["stft"]  # files written before the field: taken as reavise's STFT
+    torch.save(payload, bad)
+    assert read_checkpoint(bad)["model"] == "a-vae"

@@ -18,11 +18,13 @@ def list_models(
     from ..models import PRIORS
 
     typer.echo("speech priors:")
-    for name, (_, cfg) in sorted(PRIORS.items()):
+    for name in PRIORS:
+        cfg = PRIORS.entry(name)[1]
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING)
         typer.echo(f"  {name}: {fields}")
     typer.echo("inference algorithms:")
-    for name, (_, cfg) in sorted(ALGORITHMS.items()):
+    for name in ALGORITHMS:
+        cfg = ALGORITHMS.entry(name)[1]
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cfg))
         typer.echo(f"  {name}: {fields}")
     from ..pretrained import shipped

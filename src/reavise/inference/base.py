@@ -9,26 +9,27 @@ Everything is batched over utterances [B] and frames [T]; padded frames are mask
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .. import validate as V
-from ..errors import ReaviseError, SettingError
+from ..errors import ReaviseError
+from ..registry import Registry
 from .draws import BatchDraws
 from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
 
-ALGORITHMS: dict[str, tuple[type, type]] = {}
+#: every EM algorithm by name: ``(class, config dataclass)``
+ALGORITHMS = Registry("algorithm")
 INITS = ("encoder", "prior")
 
 
 def register_algorithm(name: str, config_cls: type):
-    """Class decorator: make an EM algorithm buildable by name."""
+    """Class decorator: make an EM algorithm buildable by name (``ALGORITHMS``)."""
 
     def deco(cls):
-        ALGORITHMS[name] = (cls, config_cls)
+        ALGORITHMS.add(name, cls, config_cls)
         cls.name = name
         return cls
 
@@ -37,18 +38,11 @@ def register_algorithm(name: str, config_cls: type):
 
 def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
     """Instantiate algorithm ``name`` with config overrides (unknown keys are an error)."""
-    if name not in ALGORITHMS:
-        raise ReaviseError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
-    cls, cfg_cls = ALGORITHMS[name]
-    known = {f.name for f in dataclasses.fields(cfg_cls)}
-    bad = sorted(set(overrides) - known)
-    if bad:
-        raise ReaviseError(f"algorithm {name!r}: unknown settings {bad}; known: {sorted(known)}")
     try:
-        return cls(cfg_cls(**overrides))
-    except SettingError as exc:  # a setting's own check (type, range, n_mh > burn_in)
-        raise exc.within(scope=f"algorithm {name!r}") from None
-    except ValueError as exc:
+        return ALGORITHMS.build(name, overrides)
+    except ReaviseError:
+        raise
+    except ValueError as exc:  # a check across settings outside the dataclass's own
         raise ReaviseError(f"algorithm {name!r}: {exc}") from None
 
 

@@ -22,8 +22,10 @@ import torch
 from torch import nn
 
 from ..errors import ReaviseError
+from ..registry import Registry
 
-FUSIONS = ("concat", "gated", "cross_attention", "reliability")
+#: every fusion module by name (``build_fusion``)
+FUSIONS = Registry("fusion")
 
 
 def _valid(valid: torch.Tensor | None, visual: torch.Tensor) -> torch.Tensor:
@@ -54,6 +56,7 @@ class Fusion(nn.Module):
         return self.last_weights
 
 
+@FUSIONS.register("concat")
 class ConcatFusion(Fusion):
     """[a; v] with invalid visual frames zeroed; reports fixed 0.5/0.5 weights."""
 
@@ -68,6 +71,7 @@ class ConcatFusion(Fusion):
         return torch.cat([audio, v], -1), w
 
 
+@FUSIONS.register("gated")
 class GatedFusion(Fusion):
     """h = g * a' + (1 - g) * v' with a per-frame, per-feature gate g = sigmoid(W [a'; v']).
 
@@ -152,6 +156,7 @@ class _LocalAttention(nn.Module):
         return self.o(out), mass
 
 
+@FUSIONS.register("cross_attention")
 class CrossAttentionFusion(Fusion):
     """Audio queries attend over [own frame; visual frames t-r..t+r]; residual + layer norm.
 
@@ -188,6 +193,7 @@ class CrossAttentionFusion(Fusion):
         return fused, torch.cat([1 - mass, mass], -1)
 
 
+@FUSIONS.register("reliability")
 class ReliabilityFusion(Fusion):
     """Product of per-modality Gaussian experts with learned per-frame uncertainties.
 
@@ -236,12 +242,5 @@ class ReliabilityFusion(Fusion):
 def build_fusion(kind: str, da: int, dv: int, dim: int, heads: int = 4, window: int = 2,
                  bidirectional: bool = False) -> Fusion:
     """Instantiate fusion ``kind`` for an audio stream of ``da`` and a visual stream of ``dv``."""
-    classes = {
-        "concat": ConcatFusion,
-        "gated": GatedFusion,
-        "cross_attention": CrossAttentionFusion,
-        "reliability": ReliabilityFusion,
-    }
-    if kind not in classes:
-        raise ReaviseError(f"unknown fusion {kind!r}; known: {', '.join(FUSIONS)}")
-    return classes[kind](da, dv, dim=dim, heads=heads, window=window, bidirectional=bidirectional)
+    cls = FUSIONS.get(kind)  # an unknown kind: one error listing the known ones
+    return cls(da, dv, dim=dim, heads=heads, window=window, bidirectional=bidirectional)
