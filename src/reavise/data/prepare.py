@@ -625,7 +625,12 @@ def _audio_only_row(job: _Job, audio: np.ndarray) -> dict:
         "speaker": it.speaker,
         "text": it.text,
         "audio": _rel(a_path, out),
+        "lips": None,
+        "valid": None,
         "duration": round(len(audio) / SAMPLE_RATE, 4),
+        "fps": None,
+        "n_video_frames": 0,
+        "n_valid_frames": 0,
         "source": source,
         **it.extra,
     }
