@@ -56,12 +56,17 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
 
 
 def find_lips(audio: Path) -> Path | None:
-    """Lips beside an audio file: STEM.npy, STEM_lips.npy or lips.npy in the same folder."""
+    """Lips beside an audio file: STEM.npy, STEM_lips.npy or lips.npy in the same folder, or
+    ``../lips/STEM.npy`` for the ``noisy/`` folder of a mixture set (``reavise data mix``)."""
     for cand in (audio.with_suffix(".npy"), audio.with_name(audio.stem + "_lips.npy")):
         if cand.exists():
             return cand
     single = audio.parent / "lips.npy"
-    return single if single.exists() else None
+    if single.exists():
+        return single
+    # a `reavise data mix` folder: noisy/<id>.wav with lips/<id>.npy
+    mixed = audio.parent.parent / "lips" / f"{audio.stem}.npy"
+    return mixed if audio.parent.name == "noisy" and mixed.exists() else None
 
 
 def plan_jobs(

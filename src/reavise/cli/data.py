@@ -108,7 +108,11 @@ def prepare(
         warn=lambda m: typer.echo(f"warning: {m}", err=True),
     )
     sizes = ", ".join(f"{k} {len(v)}" for k, v in res.splits.items())
-    typer.echo(f"prepared {len(res.rows)} utterances in {res.out} (speakers: {sizes})")
+    if res.split_by == "utterance":
+        sizes = ", ".join(f"{k} {n}" for k, n in res.split_utterances.items())
+        typer.echo(f"prepared {len(res.rows)} utterances in {res.out} (one talker, split by utterance: {sizes})")
+    else:
+        typer.echo(f"prepared {len(res.rows)} utterances in {res.out} (speakers: {sizes})")
     if res.skipped:
         typer.echo(f"skipped {len(res.skipped)} items (listed in {res.out / SKIPPED}):", err=True)
         for s in res.skipped:

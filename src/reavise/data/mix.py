@@ -182,6 +182,58 @@ def _save_bool(path: Path, mask: np.ndarray) -> None:
     atomic_write(path, lambda tmp: np.save(tmp, np.asarray(mask, dtype=bool)), suffix=".npy")
 
 
+NOISE_PARTS = ("all", "val", "test")
+
+
+def real_noise_types(noise_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """Noise type -> its recordings, for a folder with per-type sub-folders
+    (``noise-real/<type>/*.flac``); empty for a flat folder of recordings (type ``file``)."""
+    from .noise import AUDIO_EXTENSIONS
+
+    root = Path(noise_dir)
+    types: dict[str, list[str]] = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            str(f) for f in sub.rglob("*")
+            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS and not f.name.startswith(".")
+        )  # fmt: skip
+        if files:
+            types[sub.name] = files
+    return types
+
+
+def noise_part(files: Sequence[str], part: str) -> list[tuple[str, float, float]]:
+    """The recordings (path, start fraction, end fraction) of one real noise type that
+    ``part`` may use, so that test mixtures hear noise never used for validation.
+
+    Fixed, independent of any seed: with two or more recordings (sorted by name) the even
+    positions are for test and the odd ones for val; a single recording is cut in time, its
+    first half for val and its second half for test. ``all`` uses every recording whole.
+    """
+    if part not in NOISE_PARTS:
+        raise ReaviseError(f"noise part must be one of {', '.join(NOISE_PARTS)}, got {part!r}")
+    files = sorted(files)
+    if part == "all":
+        return [(f, 0.0, 1.0) for f in files]
+    if len(files) == 1:
+        return [(files[0], 0.0, 0.5) if part == "val" else (files[0], 0.5, 1.0)]
+    keep = 0 if part == "test" else 1
+    return [(f, 0.0, 1.0) for i, f in enumerate(files) if i % 2 == keep]
+
+
+def _real_noise(entries: Sequence[Sequence], n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A random segment (looped when short) of one of ``entries`` (see :func:`noise_part`)."""
+    path, lo, hi = entries[int(rng.integers(0, len(entries)))]
+    x = _cached_audio(str(path))
+    a, b = int(round(lo * len(x))), int(round(hi * len(x)))
+    seg = np.asarray(x[a:b], dtype=np.float64)
+    if seg.size == 0 or not np.any(seg):
+        raise ReaviseError(f"{path}: noise recording part {lo:g}..{hi:g} is empty or silent")
+    start = int(rng.integers(0, len(seg)))
+    idx = (start + np.arange(n_samples)) % len(seg)
+    return seg[idx], {"noise_file": str(path), "noise_offset_s": round((a + start) / SAMPLE_RATE, 4)}
+
+
 def _mix_utterance(job: dict) -> list[dict]:
     """Make every pending mixture of one source utterance; returns their manifest rows."""
     row, out_dir, seed = job["row"], Path(job["out_dir"]), job["seed"]
@@ -212,7 +264,12 @@ def _mix_utterance(job: dict) -> list[dict]:
             rng = np.random.default_rng(noise_seed)
             extra: dict = {}
             ctx: dict = {}
-            if noise_type == "babble":
+            if noise_type in job.get("real_noise", {}):
+                noise, info = _real_noise(job["real_noise"][noise_type], len(clean), rng)
+                extra["noise_source"] = "real"
+                extra["noise_file"] = os.path.relpath(info["noise_file"], job["noise_dir"])
+                extra["noise_offset_s"] = info["noise_offset_s"]
+            elif noise_type == "babble":
                 chosen = select_babble(job["babble_pool"], speaker, job["babble_talkers"], rng)
                 ctx["sources"] = [_cached_audio(r["path"]) for r in chosen]
                 extra["babble_ids"] = [r["id"] for r in chosen]
@@ -224,7 +281,8 @@ def _mix_utterance(job: dict) -> list[dict]:
                 path = files[int(rng.integers(0, len(files)))]
                 ctx["noise_file"] = path
                 extra["noise_file"] = os.path.relpath(path, job["noise_dir"])
-            noise = make_noise(noise_type, len(clean), rng, **ctx)
+            if extra.get("noise_source") != "real":
+                noise = make_noise(noise_type, len(clean), rng, **ctx)
             m = mix(clean, noise, snr)
             written_snr = None
             for vis in todo:
@@ -299,6 +357,7 @@ def make_mixtures(
     workers: int = 1,
     babble_talkers: int = BABBLE_TALKERS,
     progress: bool = True,
+    noise_split: str = "auto",
 ) -> list[dict]:
     """Write utterances x noises x SNRs x visual conditions mixtures of ``split`` to ``out_dir``.
 
@@ -308,17 +367,35 @@ def make_mixtures(
     visual condition share their audio and each utterance has one degradation per condition.
     Resumable: mixtures whose files exist (from an earlier run with the same seed) are kept.
     ``noise_types`` defaults to :data:`DEFAULT_NOISES`, plus ``file`` when ``noise_dir`` is given.
+
+    Real noise by type: when ``noise_dir`` has per-type sub-folders (``<type>/*.flac``),
+    each sub-folder is a noise type named after it (it wins over a synthetic type of the same
+    name), ``file`` stands for all of them, and the default is all of them. Those
+    recordings are shared out between the val and test splits by :func:`noise_part`
+    (``noise_split="auto"``: the part of the corpus split mixed, ``all`` for train).
     """
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     snr_list = parse_snrs(snrs)
+    real_types = real_noise_types(noise_dir) if noise_dir is not None and Path(noise_dir).is_dir() else {}
     if noise_types is None:
-        noises = list(DEFAULT_NOISES) + (["file"] if noise_dir is not None else [])
+        if real_types:
+            noises = list(real_types)
+        else:
+            noises = list(DEFAULT_NOISES) + (["file"] if noise_dir is not None else [])
     else:
         noises = parse_names(noise_types)
+        if real_types and "file" in noises:
+            i = noises.index("file")
+            noises = noises[:i] + [t for t in real_types if t not in noises] + noises[i + 1 :]
     if not noises:
         raise ReaviseError("no noise types given")
     for kind in noises:
-        check_noise_type(kind)
+        if kind not in real_types:
+            check_noise_type(kind)
+    part = noise_split
+    if part == "auto":
+        part = split if split in ("val", "test") else "all"
+    real_noise = {t: noise_part(real_types[t], part) for t in noises if t in real_types}
     specs = (
         parse_names(visual_conditions)
         if isinstance(visual_conditions, str)
@@ -337,7 +414,9 @@ def make_mixtures(
         raise ReaviseError(f"babble needs at least 1 talker, got {babble_talkers}")
 
     noise_files: list[str] = []
-    if "file" in noises:
+    if real_types:
+        pass  # the sub-folders were read above
+    elif "file" in noises:
         if noise_dir is None:
             raise ReaviseError("noise type 'file' needs a folder of noise recordings (--noise-dir)")
         noise_files = [str(p) for p in NoiseFolder(noise_dir).files]
@@ -357,7 +436,7 @@ def make_mixtures(
             rows = [rows[i] for i in sorted(pick[:n_utterances])]
 
     babble_pool: list[dict] = []
-    if "babble" in noises:
+    if "babble" in noises and "babble" not in real_noise:
         babble_pool = [
             {"id": str(r["id"]), "speaker": str(r["speaker"]), "duration": float(r["duration"]),
              "path": str(corpus_dir / r["audio"])}
@@ -368,7 +447,7 @@ def make_mixtures(
             select_babble(babble_pool, spk, 1, check_rng)  # fail early, before any work
 
     ltass = None
-    if "speech_shaped" in noises:
+    if "speech_shaped" in noises and "speech_shaped" not in real_noise:
         # The corpus' own LTASS (from up to 32 utterances of any split) shapes the noise.
         ordered = sorted(corpus, key=lambda r: str(r["id"]))
         pick = np.random.default_rng(stable_seed(seed, "ltass")).permutation(len(ordered))
@@ -387,6 +466,10 @@ def make_mixtures(
         "n_utterances": len(rows),
         "noise_dir": str(Path(noise_dir).resolve()) if noise_dir is not None else None,
         "babble_talkers": babble_talkers,
+        "noise_split": part if real_noise else None,
+        "real_noise": {
+            t: [[os.path.relpath(f, noise_dir), lo, hi] for f, lo, hi in e] for t, e in real_noise.items()
+        },
         "sample_rate": SAMPLE_RATE,
         "wav_subtype": "PCM_16",
     }
@@ -432,6 +515,7 @@ def make_mixtures(
             "babble_talkers": babble_talkers,
             "ltass": ltass,
             "noise_files": noise_files,
+            "real_noise": real_noise,
             "noise_dir": str(noise_dir) if noise_dir is not None else None,
         }
         for r, ids in plan

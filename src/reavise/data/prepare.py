@@ -59,6 +59,7 @@ class Item:
     fps: float | None = None  # only for items whose lips come from a file
     split: str | None = None  # official split when the corpus has one
     extra: dict = field(default_factory=dict)
+    audio_only: bool = False  # clean speech without video (no lips, no validity mask)
 
 
 @dataclass
@@ -69,6 +70,8 @@ class PrepareResult:
     skipped: list[dict]
     splits: dict[str, list[str]]
     out: Path
+    split_by: str = "speaker"  # "utterance" for a one-talker corpus
+    split_utterances: dict[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- file helpers
@@ -304,15 +307,25 @@ def _grid_speaker(rel: Path) -> str | None:
     return None
 
 
+def _grid_root_speaker(root: Path) -> str | None:
+    """The talker a one-talker GRID folder is named after (``grid-s1``, ``s1`` -> ``s1``)."""
+    m = re.search(r"(?:^|[^a-z0-9])(s\d+)$", root.name.lower())
+    return m.group(1) if m else None
+
+
 def scan_grid(root: Path, exclude: Path | None = None) -> list[Item]:
     """GRID: ``s<k>/[video/mpg_6000/]<utt>.mpg``, audio ``audio_25k/s<k>/<utt>.wav`` (or any
-    same-name wav under the speaker), word timings ``[s<k>/]align/<utt>.align``."""
+    same-name wav/flac under the speaker), word timings ``[s<k>/]align/<utt>.align``.
+
+    A one-talker folder (``grid-s1/{video,audio,align}/<utt>.*``, mp4 + FLAC) takes its
+    speaker from the folder name."""
     videos = _walk(root, (".mpg", ".mpeg", ".mp4"), exclude)
-    wavs = _index(_walk(root, (".wav",), exclude), root, _grid_speaker)
+    wavs = _index(_walk(root, (".wav", ".flac"), exclude), root, _grid_speaker)
     aligns = _index(_walk(root, (".align",), exclude), root, _grid_speaker)
+    root_spk = _grid_root_speaker(root)
     items = []
     for v in videos:
-        spk = _grid_speaker(v.relative_to(root)) or "unknown"
+        spk = _grid_speaker(v.relative_to(root)) or root_spk or "unknown"
         extra: dict = {}
         text = None
         al = _lookup(aligns, spk, v.stem)
@@ -387,13 +400,69 @@ def scan_generic(root: Path, exclude: Path | None = None) -> list[Item]:
     return items
 
 
+AUDIO_EXTS = (".wav", ".flac")
+
+
+def _utterance_texts(root: Path) -> dict[str, str]:
+    """Transcripts of an audio folder from a ``utterances.tsv`` (columns ``file`` and ``text``)."""
+    tsv = root / "utterances.tsv"
+    if not tsv.exists():
+        return {}
+    lines = tsv.read_text(errors="replace").splitlines()
+    if not lines:
+        return {}
+    head = lines[0].split("\t")
+    if "file" not in head or "text" not in head:
+        return {}
+    fi, ti = head.index("file"), head.index("text")
+    out = {}
+    for line in lines[1:]:
+        cols = line.split("\t")
+        if len(cols) > max(fi, ti):
+            out[Path(cols[fi]).as_posix()] = cols[ti]
+    return out
+
+
+def scan_audio_folder(root: Path, exclude: Path | None = None) -> list[Item]:
+    """Clean speech without video (speechocean762 ``<speaker>/<utt>.flac``): the first
+    sub-folder names the speaker; transcripts from ``utterances.tsv`` or a same-stem .txt."""
+    texts = _utterance_texts(root)
+    items = []
+    for a in _walk(root, AUDIO_EXTS, exclude):
+        rel = a.relative_to(root)
+        spk = _safe(rel.parts[0]) if len(rel.parts) > 1 else "unknown"
+        uid = f"{spk}_{_safe('-'.join(rel.with_suffix('').parts[1:]) or a.stem)}"
+        items.append(
+            Item(id=uid, speaker=spk, source=a, audio=a, text=texts.get(rel.as_posix()) or _text_file(a), audio_only=True)
+        )
+    return items
+
+
+def _scan_generic_or_audio(root: Path, exclude: Path | None = None) -> list[Item]:
+    """``generic``: a folder of talking-face videos, else (no video in it) of clean speech."""
+    return scan_generic(root, exclude) or scan_audio_folder(root, exclude)
+
+
 #: corpus name -> ``scan(root, exclude) -> list[Item]``
 SCANNERS = Registry("corpus")
 SCANNERS.add("tcd-timit", scan_tcd_timit)
 SCANNERS.add("ntcd-timit", scan_ntcd_timit)
 SCANNERS.add("grid", scan_grid)
 SCANNERS.add("lrs3", scan_lrs3)
-SCANNERS.add("generic", scan_generic)
+SCANNERS.add("generic", _scan_generic_or_audio)
+
+
+def split_utterances(
+    ids: Iterable[str], seed: int = 0, val_frac: float = 0.1, test_frac: float = 0.1
+) -> dict[str, str]:
+    """Utterance -> split for a one-talker corpus (GRID s1): shuffled by ``seed``, then the
+    first ``round(test_frac * n)`` are test, the next ``round(val_frac * n)`` val."""
+    ids = sorted(set(ids))
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n = len(order)
+    n_test = int(round(test_frac * n)) if n >= 3 else 0
+    n_val = int(round(val_frac * n)) if n >= 3 else 0
+    return {u: "test" if i < n_test else ("val" if i < n_test + n_val else "train") for i, u in enumerate(order)}
 
 
 # ----------------------------------------------------------------------------- one item
@@ -457,6 +526,8 @@ def process_item(job: _Job) -> dict:
         raise InputError(f"{it.source}: no audio file")
 
     # Lips: a ready-made ROI file wins (the corpus's own crops), else detect in the video.
+    if it.audio_only:
+        return _audio_only_row(job, audio)
     if it.lips is not None:
         rois = load_lips_file(it.lips)
         valid = np.ones(len(rois), dtype=bool)
@@ -508,6 +579,35 @@ def process_item(job: _Job) -> dict:
     }
     state = _state_path(out, it)
     atomic_write(state, lambda tmp: Path(tmp).write_text(json.dumps(row, sort_keys=True)))
+    return row
+
+
+def _audio_only_row(job: _Job, audio: np.ndarray) -> dict:
+    """Write one clean-speech item without video; its row has no lips/valid/fps."""
+    it, out = job.item, job.out
+    if audio.size < 1024 or float(np.max(np.abs(audio))) == 0.0:
+        raise InputError(f"{it.source}: audio is empty or silent")
+    a_path = out / "audio" / it.speaker / f"{it.id}.wav"
+    write_wav(a_path, audio)
+    try:
+        source = it.source.relative_to(job.root).as_posix()
+    except ValueError:
+        source = str(it.source)
+    row = {
+        "id": it.id,
+        "speaker": it.speaker,
+        "text": it.text,
+        "audio": _rel(a_path, out),
+        "lips": None,
+        "valid": None,
+        "duration": round(len(audio) / SAMPLE_RATE, 4),
+        "fps": None,
+        "n_video_frames": 0,
+        "n_valid_frames": 0,
+        "source": source,
+        **it.extra,
+    }
+    atomic_write(_state_path(out, it), lambda tmp: Path(tmp).write_text(json.dumps(row, sort_keys=True)))
     return row
 
 
@@ -623,8 +723,12 @@ def prepare_corpus(
     fixed = {i.speaker: i.split for i in items if i.split}
     kept = {r["speaker"] for r in rows}
     splits = split_speakers(kept, seed, {k: v for k, v in fixed.items() if k in kept}, val_frac, test_frac)
+    by_utt = None
+    if len(kept) == 1 and not fixed:
+        # One talker (GRID s1): split by utterance, not by speaker.
+        by_utt = split_utterances((r["id"] for r in rows), seed, val_frac, test_frac)
     for r in rows:
-        r["split"] = splits[r["speaker"]]
+        r["split"] = by_utt[r["id"]] if by_utt is not None else splits[r["speaker"]]
     rows.sort(key=lambda r: (r["speaker"], r["id"]))
     skipped.sort(key=lambda r: (r["speaker"], r["id"]))
     write_manifest(out, rows)
@@ -632,12 +736,17 @@ def prepare_corpus(
     atomic_write(out / SKIPPED, lambda tmp: Path(tmp).write_text(text))
 
     by_split = speakers_by_split(splits)
+    n_utts = {k: sum(r["split"] == k for r in rows) for k in by_split}
+    if by_utt is not None:
+        by_split = {k: sorted({r["speaker"] for r in rows if r["split"] == k}) for k in by_split}
     meta = {
         "kind": corpus,
         "version": 1,
         "seed": seed,
         "source": str(root),
         "splits": by_split,
+        "split_by": "utterance" if by_utt is not None else "speaker",
+        "split_utterances": n_utts,
         "n_utterances": len(rows),
         "n_skipped": len(skipped),
         "sample_rate": SAMPLE_RATE,
@@ -646,4 +755,7 @@ def prepare_corpus(
     if corpus == "ntcd-timit":
         meta["noise_conditions"] = ntcd_noise_conditions(root, exclude)
     atomic_write(out / "corpus.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n"))
-    return PrepareResult(rows=rows, skipped=skipped, splits=by_split, out=out)
+    return PrepareResult(
+        rows=rows, skipped=skipped, splits=by_split, out=out,
+        split_by="utterance" if by_utt is not None else "speaker", split_utterances=n_utts,
+    )  # fmt: skip
