@@ -17,6 +17,7 @@ from .. import validate as V
 from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 from .draws import as_draws
+from .sequential import sequential_log_prior
 
 
 @dataclass
@@ -47,7 +48,10 @@ class LangevinEM(EMAlgorithm):
         eta = cfg.step_size
         samples = []
         WH = nmf.WH
-        score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
+        if prior.framewise:
+            score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
+        else:  # sequence priors: log p(z_t | z_<t) depends on z itself
+            score_prior = sequential_log_prior(prior, ctx)
         for step in range(cfg.n_steps):
             z = z.detach().requires_grad_(True)
             logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + score_prior(z)
