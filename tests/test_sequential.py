@@ -268,3 +268,34 @@ def test_sequential_langevin_e_step_matches_a_plain_loop():
     assert torch.allclose(zs, z, atol=1e-12)
     assert torch.allclose(Vs, torch.exp(m.decode(z)), atol=1e-12)
     assert torch.equal(state["chains"], zs)
+
+
+def test_sequence_prior_brings_its_langevin_defaults_unless_set():
+    from reavise.inference import build_algorithm
+    from reavise.inference.sequential import sequence_settings
+
+    m = build_prior("rvae", TINY_RVAE)
+    cfg = sequence_settings(build_algorithm("langevin"), m)
+    assert (cfg.n_steps, cfg.n_chains, cfg.prior_weight, cfg.extra_noise, cfg.nmf_rank) == (1, 1, 2.0, 0.02, 8)
+    cfg = sequence_settings(build_algorithm("langevin", nmf_rank=4, n_steps=3), m)
+    assert (cfg.n_steps, cfg.nmf_rank, cfg.prior_weight) == (3, 4, 2.0)
+    # frame-wise priors keep the algorithm's own config
+    alg = build_algorithm("langevin")
+    assert sequence_settings(alg, build_prior("a-vae")) is alg.config
+
+
+@pytest.mark.parametrize("name,values", [("rvae", TINY_RVAE), ("dkf", TINY_DKF)])
+def test_langevin_em_runs_on_sequence_priors_same_seed_same_output(name, values):
+    from reavise.inference import build_algorithm
+
+    torch.manual_seed(0)
+    m = build_prior(name, values).eval()
+    X = torch.randn(2, 12, 7, dtype=torch.complex64)
+    mask = torch.ones(2, 12)
+    mask[1, 9:] = 0
+    alg = build_algorithm("langevin", max_iter=4, n_chains=2)
+    a = alg.run(m, X, frame_mask=mask, seed=3)
+    b = alg.run(m, X, frame_mask=mask, seed=3)
+    assert torch.equal(a.speech, b.speech) and torch.isfinite(a.speech).all()
+    assert a.z.shape == (2, 2, 12, 3) and a.cost.shape == (4, 2)
+    assert alg.config.n_chains == 2 and alg.config.nmf_rank == 10  # restored after the run

@@ -45,7 +45,9 @@ def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
     if bad:
         raise ReaviseError(f"algorithm {name!r}: unknown settings {bad}; known: {sorted(known)}")
     try:
-        return cls(cfg_cls(**overrides))
+        algorithm = cls(cfg_cls(**overrides))
+        algorithm.explicit = frozenset(overrides)  # what a prior's inference_defaults keep
+        return algorithm
     except SettingError as exc:  # a setting's own check (type, range, n_mh > burn_in)
         raise exc.within(scope=f"algorithm {name!r}") from None
     except ValueError as exc:
@@ -141,6 +143,14 @@ class EMAlgorithm:
         with ``tol`` it stops at its own iteration: its result does not depend on the other
         utterances of the batch, their order or the padding.
         """
+        if not getattr(prior, "framewise", True) and not getattr(self, "_own_config", None):
+            from .sequential import sequence_settings  # a sequence prior's own defaults
+
+            self._own_config, self.config = self.config, sequence_settings(self, prior)
+            try:
+                return self.run(prior, X, ctx, frame_mask, seed, progress, seeds)
+            finally:
+                self.config, self._own_config = self._own_config, None
         cfg = self.config
         device = X.device
         P = X.abs().square()

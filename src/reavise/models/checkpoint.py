@@ -10,8 +10,8 @@ import dataclasses
 import os
 import platform
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch

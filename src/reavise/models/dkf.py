@@ -22,7 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import LOG_2PI, SpeechPrior, Tanh, gaussian_kl, input_features, is_divergence, reduce_loss
+from .base import (
+    LOG_2PI,
+    SpeechPrior,
+    Tanh,
+    gaussian_kl,
+    input_features,
+    is_divergence,
+    reduce_loss,
+)
 from .registry import register_prior
 from .rvae import backward_lstm
 
@@ -97,6 +105,15 @@ class DKF(SpeechPrior):
     """Deep Kalman filter: Markov latent prior p(z_t|z_{t-1}), frame-wise MLP decoder."""
 
     framewise = False
+    #: settings of the EM algorithms for this prior where not given (``inference.sequential``):
+    #: Langevin EM with pSGLD steps as the published A-DKF's LDEM (eta = 2 x its lr 5e-3, NMF
+    #: rank 8, no gradient clipping: grad_clip 1e30), one step per EM iteration (measured on
+    #: ntcd-timit-sample: docs/sequential.md)
+    inference_defaults = {
+        "langevin": {"n_steps": 1, "n_samples": 1, "step_size": 0.01, "n_chains": 1,
+                     "prior_weight": 1.0, "extra_noise": 0.0, "precondition": True, "nmf_rank": 8,
+                     "grad_clip": 1e30},
+    }  # fmt: skip
     standard_prior = False
 
     def __init__(self, config: DKFConfig):

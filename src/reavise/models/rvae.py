@@ -78,6 +78,15 @@ class RVAE(SpeechPrior):
     """Recurrent VAE: standard normal p(z), LSTM decoder over the whole latent sequence."""
 
     framewise = False
+    #: settings of the EM algorithms for this prior where not given (``inference.sequential``):
+    #: Langevin EM as the published LDEM (1 step of eta 0.01 per EM iteration, prior term
+    #: weighted 2 as in its loss, the extra perturbation after each E-step, NMF rank 8, no
+    #: gradient clipping: grad_clip 1e30), on one chain with the perturbation's variance 0.02 (measured on
+    #: ntcd-timit-sample: docs/sequential.md)
+    inference_defaults = {
+        "langevin": {"n_steps": 1, "n_samples": 1, "step_size": 0.01, "n_chains": 1,
+                     "prior_weight": 2.0, "extra_noise": 0.02, "nmf_rank": 8, "grad_clip": 1e30},
+    }  # fmt: skip
     standard_prior = True
 
     def __init__(self, config: RVAEConfig):
