@@ -16,11 +16,11 @@ def import_checkpoint(
         0, min=0, max=SEED_MAX, help="Accepted for uniformity; the conversion is deterministic."
     ),
 ) -> None:
-    """Convert a published audio-only VAE (av-dkf/DVAE layout) into a reavise checkpoint."""
+    """Convert a published prior (A-VAE, RVAE or A-DKF state_dict) into a reavise checkpoint."""
     from ..models.checkpoint import import_published
 
     del seed
-    typer.echo(f"wrote {import_published(src, dst)}")
+    typer.echo(f"wrote {import_published(src, dst, report=typer.echo)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,9 @@ def register_algorithm(name: str, config_cls: type):
 def build_algorithm(name: str, **overrides: Any) -> EMAlgorithm:
     """Instantiate algorithm ``name`` with config overrides (unknown keys are an error)."""
     try:
-        return ALGORITHMS.build(name, overrides)
+        algorithm = ALGORITHMS.build(name, overrides)
+        algorithm.explicit = frozenset(overrides)  # what a prior's inference_defaults keep
+        return algorithm
     except ReaviseError:
         raise
     except ValueError as exc:  # a check across settings outside the dataclass's own
@@ -135,6 +137,14 @@ class EMAlgorithm:
         with ``tol`` it stops at its own iteration: its result does not depend on the other
         utterances of the batch, their order or the padding.
         """
+        if not getattr(prior, "framewise", True) and not getattr(self, "_own_config", None):
+            from .sequential import sequence_settings  # a sequence prior's own defaults
+
+            self._own_config, self.config = self.config, sequence_settings(self, prior)
+            try:
+                return self.run(prior, X, ctx, frame_mask, seed, progress, seeds)
+            finally:
+                self.config, self._own_config = self._own_config, None
         cfg = self.config
         device = X.device
         P = X.abs().square()

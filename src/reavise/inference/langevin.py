@@ -17,6 +17,7 @@ from .. import validate as V
 from ..errors import SettingError
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 from .draws import as_draws
+from .sequential import langevin_e_step, sequential_log_prior
 
 
 @dataclass
@@ -25,12 +26,24 @@ class LangevinConfig(EMConfig):
     n_samples: int = 1
     step_size: float = 1e-2
     grad_clip: float = 100.0
+    #: sequence priors only (``prior.framewise`` False; ``inference.sequential``): parallel
+    #: whole-sequence chains (their states are the M-step's samples), exponent of p(z) in the
+    #: target, variance of the extra perturbation after each E-step (the published LDEM's).
+    #: A sequence prior brings its own defaults for these (``inference_defaults``).
+    n_chains: int = 1
+    prior_weight: float = 1.0
+    extra_noise: float = 0.0
+    #: sequence priors only: pSGLD (RMS-preconditioned steps, the published A-DKF E-step)
+    precondition: bool = False
 
     def __post_init__(self):
         super().__post_init__()
         V.at_least(self, "n_steps", 1)
         V.positive(self, "step_size")
         V.positive(self, "grad_clip")
+        V.at_least(self, "n_chains", 1)
+        V.positive(self, "prior_weight")
+        V.at_least(self, "extra_noise", 0)
         if self.n_samples > self.n_steps:
             raise SettingError(
                 "n_samples", f"must be at most n_steps ({self.n_steps}), got {self.n_samples}"
@@ -43,11 +56,21 @@ class LangevinEM(EMAlgorithm):
 
     def e_step(self, prior, P, ctx, nmf, state, gen):
         cfg = self.config
+        if not prior.framewise:  # whole-sequence chains (RVAE, DKF)
+            return langevin_e_step(
+                prior, P, ctx, nmf, state, gen, n_steps=cfg.n_steps, step_size=cfg.step_size,
+                n_chains=cfg.n_chains, prior_weight=cfg.prior_weight,
+                extra_noise=cfg.extra_noise, grad_clip=cfg.grad_clip,
+                precondition=cfg.precondition,
+            )  # fmt: skip
         z = state["z"]
         eta = cfg.step_size
         samples = []
         WH = nmf.WH
-        score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
+        if prior.framewise:
+            score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
+        else:  # sequence priors: log p(z_t | z_<t) depends on z itself
+            score_prior = sequential_log_prior(prior, ctx)
         for step in range(cfg.n_steps):
             z = z.detach().requires_grad_(True)
             logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + score_prior(z)

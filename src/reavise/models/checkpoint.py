@@ -10,6 +10,7 @@ import dataclasses
 import os
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..audio import DEFAULT_STFT, atomic_write
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ReaviseError
 from .registry import PRIORS, build_prior
 
 FORMAT = "reavise-checkpoint"
@@ -64,6 +65,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         hint = ""
         if isinstance(payload, dict) and any(k.startswith("mlp_x_z") for k in payload):
             hint = "; it looks like a published A-VAE state_dict: run `reavise import-checkpoint`"
+        elif isinstance(payload, dict) and any(k.startswith(("rnn_g_x.", "rnn_gx.")) for k in payload):
+            hint = "; it looks like a published RVAE/A-DKF state_dict: run `reavise import-checkpoint`"
         elif isinstance(payload, dict) and "pytorch-lightning_version" in payload:
             hint = "; it is a Lightning training checkpoint: use the exported .pt beside it"
         raise CheckpointError(f"{path}: not a reavise checkpoint{hint}")
@@ -129,27 +132,138 @@ def load_checkpoint(
 _LIN = re.compile(r"^(mlp_x_z|mlp_z_x)\.linear(\d+)\.(weight|bias)$")
 
 
-def import_published(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Convert a published audio-only VAE state_dict (av-dkf / DVAE layout) to reavise.
+#: published state_dict layouts: name -> (reavise prior, keys that identify it)
+LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "A-VAE": ("a-vae", ("mlp_x_z.linear0.weight", "inf_mean.weight", "inf_logvar.weight",
+                        "mlp_z_x.linear0.weight", "gen_logvar.weight")),
+    "RVAE": ("rvae", ("rnn_g_x.weight_ih_l0", "rnn_g_z.weight_ih_l0", "inf_mean.weight",
+                      "inf_logvar.weight", "rnn_h.weight_ih_l0", "gen_logvar.weight")),
+    "A-DKF": ("dkf", ("mlp_x_gx.linear0.weight", "rnn_gx.weight_ih_l0", "mlp_ztm1_g.linear_last.weight",
+                      "inf_mean.weight", "inf_logvar.weight", "mlp_gate.linear1.weight",
+                      "mlp_z_prop.linear1.weight", "prior_mean.weight", "prior_logvar.1.weight",
+                      "mlp_z_x.linear0.weight", "gen_logvar.weight")),
+}  # fmt: skip
 
-    Keys ``mlp_x_z.linear{i}`` (encoder MLP), ``inf_mean``, ``inf_logvar``,
-    ``mlp_z_x.linear{i}`` (decoder MLP), ``gen_logvar``; activation tanh.
+
+def recognise_layout(src: Path, sd: dict) -> str:
+    """The name of the published layout (``LAYOUTS``) whose keys ``sd`` holds; otherwise a
+    one-line CheckpointError naming the closest layout's missing keys."""
+    found = [name for name, (_, keys) in LAYOUTS.items() if all(k in sd for k in keys)]
+    if found:
+        return found[-1]  # the most specific (the A-DKF also holds inf_* like the A-VAE)
+    names = ", ".join(LAYOUTS)
+    if not isinstance(sd, dict) or not sd:
+        raise CheckpointError(f"{src}: not a published A-VAE, RVAE or A-DKF state_dict (layouts: {names})")
+    best = max(LAYOUTS, key=lambda n: sum(k in sd for k in LAYOUTS[n][1]) / len(LAYOUTS[n][1]))
+    missing = [k for k in LAYOUTS[best][1] if k not in sd]
+    raise CheckpointError(
+        f"{src}: not a published A-VAE, RVAE or A-DKF state_dict (closest: {best}, missing keys "
+        f"{', '.join(missing)})"
+    )
+
+
+def read_published_config(src: Path) -> dict[str, str]:
+    """The [Network] section of the ``config.ini`` beside ``src`` ({} when there is none)."""
+    import configparser
+
+    ini = src.parent / "config.ini"
+    if not ini.exists():
+        return {}
+    cp = configparser.ConfigParser(inline_comment_prefixes=("#",))
+    try:
+        cp.read(ini)
+    except configparser.Error as exc:
+        raise CheckpointError(f"{ini}: unreadable config ({str(exc).splitlines()[0][:120]})") from None
+    return dict(cp["Network"]) if cp.has_section("Network") else {}
+
+
+def _lstm_shape(sd: dict, name: str) -> tuple[int, int, int, bool]:
+    """(input size, hidden size, layers, bidirectional) of the LSTM ``name`` in ``sd``."""
+    n_layers = 0
+    while f"{name}.weight_ih_l{n_layers}" in sd:
+        n_layers += 1
+    w = sd[f"{name}.weight_ih_l0"]
+    return int(w.shape[1]), int(sd[f"{name}.weight_hh_l0"].shape[1]), n_layers, f"{name}.weight_ih_l0_reverse" in sd
+
+
+def _dense_sizes(sd: dict, name: str, last: bool = False) -> tuple[int, ...]:
+    """Output sizes of the layers ``name.linear{i}`` (and ``linear_last`` when ``last``)."""
+    idx = sorted(int(m.group(1)) for k in sd if (m := re.match(rf"^{re.escape(name)}\.linear(\d+)\.weight$", k)))
+    return tuple(int(sd[f"{name}.linear{i}.weight"].shape[0]) for i in idx)
+
+
+def _rvae_config(src: Path, sd: dict, ini: dict) -> dict:
+    extra = sorted({k.split(".")[0] for k in sd if k.startswith(("mlp_x_gx.", "mlp_z_gz.", "mlp_g_z.", "mlp_z_h.", "mlp_h_x."))})
+    if extra:
+        raise CheckpointError(f"{src}: RVAE with dense layers ({', '.join(extra)}) is not supported")
+    x_dim, gx, ngx, bgx = _lstm_shape(sd, "rnn_g_x")
+    _, gz, ngz, _ = _lstm_shape(sd, "rnn_g_z")
+    _, h, nh, bh = _lstm_shape(sd, "rnn_h")
+    return {"x_dim": x_dim, "z_dim": int(sd["inf_mean.weight"].shape[0]), "dim_rnn_g_x": gx,
+            "num_rnn_g_x": ngx, "bidir_g_x": bgx, "dim_rnn_g_z": gz, "num_rnn_g_z": ngz,
+            "dim_rnn_h": h, "num_rnn_h": nh, "bidir_h": bh}  # fmt: skip
+
+
+def _dkf_config(src: Path, sd: dict, ini: dict) -> dict:
+    _, gx, ngx, bgx = _lstm_shape(sd, "rnn_gx")
+    transition = ini.get("inference", "gated").strip() or "gated"
+    activation = ini.get("activation", "tanh").strip() or "tanh"
+    mode = ini.get("vae_mode", "A-DKF").strip()
+    if mode not in ("", "A-DKF"):
+        raise CheckpointError(f"{src}: {mode} checkpoints are not supported (audio-only A-DKF only)")
+    if ini.get("rnn", "LSTM").strip() not in ("", "LSTM"):
+        raise CheckpointError(f"{src}: DKF with rnn = {ini['rnn']} is not supported (LSTM only)")
+    return {"x_dim": int(sd["gen_logvar.weight"].shape[0]), "z_dim": int(sd["inf_mean.weight"].shape[0]),
+            "activation": activation, "dense_x_gx": _dense_sizes(sd, "mlp_x_gx"), "dim_rnn_gx": gx,
+            "num_rnn_gx": ngx, "bidir_gx": bgx, "dense_ztm1_g": _dense_sizes(sd, "mlp_ztm1_g"),
+            "dense_g_z": _dense_sizes(sd, "mlp_g_z"), "dense_z_x": _dense_sizes(sd, "mlp_z_x"),
+            "transition": transition, "gate_layers": sum(1 for k in sd if re.match(r"^mlp_gate\.linear\d+\.weight$", k)),
+            "prop_layers": sum(1 for k in sd if re.match(r"^mlp_z_prop\.linear\d+\.weight$", k))}  # fmt: skip
+
+
+def import_published(
+    src: str | os.PathLike, dst: str | os.PathLike, report: Callable[[str], None] | None = None
+) -> Path:
+    """Convert a published state_dict to a reavise checkpoint; the layout is recognised by
+    its keys (:data:`LAYOUTS`): the audio-only VAE of av-dkf / DVAE (A-VAE), the DVAE RVAE,
+    or the av-dkf A-DKF (whose activation and transition are read from the ``config.ini``
+    beside ``src`` when there is one). ``report`` receives one line naming what was found.
     """
     src = Path(src)
     try:
         sd = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"{src}: not a readable PyTorch file ({str(exc).splitlines()[0][:160]})") from None
+    if isinstance(sd, dict) and sd.get("format") == FORMAT:
+        raise CheckpointError(f"{src}: not a published A-VAE, RVAE or A-DKF state_dict (already a reavise checkpoint)")
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
-    if not isinstance(sd, dict) or "gen_logvar.weight" not in sd or "inf_mean.weight" not in sd:
-        raise CheckpointError(
-            f"{src}: not a published A-VAE state_dict (expected keys mlp_x_z.*, inf_mean.*, "
-            "inf_logvar.*, mlp_z_x.*, gen_logvar.*)"
-        )
-    rnn = [k for k in sd if k.startswith(("rnn_", "rnn."))]
-    if rnn:
-        raise CheckpointError(f"{src}: recurrent (RVAE/DVAE) checkpoints are not supported yet")
+    layout = recognise_layout(src, sd if isinstance(sd, dict) else {})
+    if layout == "A-VAE":
+        if any(k.startswith(("rnn_", "rnn.")) for k in sd):
+            raise CheckpointError(f"{src}: recurrent checkpoint of an unknown layout")
+        model = _import_a_vae(src, sd)
+    else:
+        ini = read_published_config(src)
+        name = LAYOUTS[layout][0]
+        cfg = (_rvae_config if layout == "RVAE" else _dkf_config)(src, sd, ini)
+        check_bins(src, cfg["x_dim"])
+        try:
+            model = build_prior(name, cfg)
+            model.load_state_dict({k: v for k, v in sd.items()})
+        except (RuntimeError, ReaviseError) as exc:
+            raise CheckpointError(f"{src}: layer sizes do not fit the {layout} layout ({str(exc).splitlines()[0][:200]})") from None
+    if report is not None:
+        n = sum(p.numel() for p in model.parameters())
+        beside = " (with the config.ini beside it)" if layout != "A-VAE" and (src.parent / "config.ini").exists() else ""
+        report(f"found the published {layout} layout{beside}: reavise model {model.registry_name!r}, {n:,} parameters")
+    return save_checkpoint(dst, model, extra={"imported_from": src.name, "layout": layout})
+
+
+def _import_a_vae(src: Path, sd: dict):
+    """The published A-VAE state_dict as a reavise ``a-vae``: keys ``mlp_x_z.linear{i}``
+    (encoder MLP), ``inf_mean``, ``inf_logvar``, ``mlp_z_x.linear{i}`` (decoder MLP),
+    ``gen_logvar``; activation tanh."""
     enc_layers = sorted({int(m.group(2)) for k in sd if (m := _LIN.match(k)) and m.group(1) == "mlp_x_z"})
     dec_layers = sorted({int(m.group(2)) for k in sd if (m := _LIN.match(k)) and m.group(1) == "mlp_z_x"})
     hidden = tuple(int(sd[f"mlp_x_z.linear{i}.weight"].shape[0]) for i in enc_layers)
@@ -174,4 +288,4 @@ def import_published(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         model.load_state_dict(new)
     except RuntimeError as exc:
         raise CheckpointError(f"{src}: layer sizes do not fit an A-VAE ({exc})") from None
-    return save_checkpoint(dst, model, extra={"imported_from": src.name})
+    return model
