@@ -44,14 +44,12 @@ class OracleGated(SpeechPrior):
     def encode(self, power, ctx=None):
         return self.inner.encode(power, ctx)
 
-    def decode(self, z, ctx=None):
-        return self.inner.decode(z, ctx) + self.log_gate[..., None]
+    def decoder(self, ctx=None):
+        inner = self.inner.decoder(ctx)
+        return lambda z: inner(z) + self.log_gate[..., None]
 
     def prior(self, z_like, ctx=None):
         return self.inner.prior(z_like, ctx)
-
-    def prior_scorer(self, ctx, like):
-        return self.inner.prior_scorer(ctx, like)
 
 
 def main() -> None:

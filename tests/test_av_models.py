@@ -4,6 +4,7 @@ import torch
 from avsynth import av_batch, tiny_config, train_tiny
 from reavise.errors import ReaviseError
 from reavise.inference import build_algorithm
+from reavise.inference.fastpath import log_prior, prior_scorer
 from reavise.models import FUSIONS, build_prior
 from reavise.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -45,7 +46,8 @@ def test_every_model_trains_with_decreasing_loss(name, extra):
         losses.append(float(out["loss"].detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
-    w = m.fusion_weights()
+    ctx = m.context(v, valid)
+    w = m.modality_weights(m.encode(P, ctx)[0], ctx, P)
     assert w, "every AV model reports modality weights"
     for x in w.values():
         assert torch.allclose(x.sum(-1), torch.ones(()), atol=1e-5)
@@ -104,8 +106,8 @@ def test_av_cvae_em_scores_z_with_the_video_conditioned_prior():
     z = torch.randn(3, 4, 8, 2)
     mu, logvar = m.prior(z, ctx)
     ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
-    assert torch.allclose(m.prior_logp(z, ctx), ref, atol=1e-4)
-    assert not torch.allclose(m.prior_logp(z, ctx), m.prior_logp(z, m.context(None, None)))
+    assert torch.allclose(log_prior(m, z, ctx), ref, atol=1e-4)
+    assert not torch.allclose(log_prior(m, z, ctx), log_prior(m, z, m.context(None, None)))
 
 
 @pytest.mark.parametrize("name", ["av-vae", "av-cvae"])
@@ -126,13 +128,9 @@ def test_fusion_weights_are_not_stale_after_an_utterance_without_video():
     _, v, valid = _inputs(tiny_config())
     z = torch.randn(4, 8, 2)
     ctx = m.context(v, valid)
-    m.prior(z, ctx)
-    m.decode(z, ctx)
-    assert set(m.fusion_weights()) == {"pri", "dec"}
+    assert set(m.modality_weights(z, ctx)) == {"pri", "dec"}
     none = m.context(None, None)
-    m.prior(z, none)
-    m.decode(z, none)
-    assert set(m.fusion_weights()) == {"dec"}  # the prior network did not run
+    assert set(m.modality_weights(z, none)) == {"dec"}  # the prior network did not run
 
 
 def test_min_vae_encode_prefers_visual_encoder_where_video_is_valid():
@@ -201,9 +199,9 @@ def test_prior_scorer_matches_prior_logp_up_to_a_constant():
     for name, cfg in (("a-vae", dict(x_dim=16, z_dim=2, hidden=[32])), ("av-cvae", tiny_config())):
         m = build_prior(name, cfg).eval()
         ctx = m.context(v, valid) if m.uses_video else None
-        score = m.prior_scorer(ctx, z1)
+        score = prior_scorer(m, ctx, z1)
         # differences (all that MH and Langevin use) agree with the full log-density
-        want = m.prior_logp(z1, ctx) - m.prior_logp(z2, ctx)
+        want = log_prior(m, z1, ctx) - log_prior(m, z2, ctx)
         assert torch.allclose(score(z1) - score(z2), want, atol=1e-4)
         assert not torch.allclose(want, torch.zeros_like(want))
 
@@ -214,8 +212,8 @@ def test_em_can_start_from_the_video_prior():
     P, v, valid = _inputs(tiny_config())
     ctx = m.context(v, valid)
     gen = torch.Generator().manual_seed(0)
-    enc = build_algorithm("mcem").init_latent(m, P, ctx, gen)["z"]
-    pri = build_algorithm("mcem", init="prior").init_latent(m, P, ctx, gen)["z"]
+    enc = build_algorithm("mcem").init_latent(m, P, ctx, gen).z
+    pri = build_algorithm("mcem", init="prior").init_latent(m, P, ctx, gen).z
     assert torch.allclose(pri, m.prior(enc, ctx)[0] * torch.ones_like(enc))
     assert not torch.allclose(pri, enc)
     assert torch.all(pri[1, 5:] == 0)  # frames without video: the N(0, I) prior's mean

@@ -9,7 +9,7 @@ import torch
 from reavise import native
 from reavise.errors import ReaviseError
 from reavise.inference import build_algorithm
-from reavise.inference.mcem import MCEM, int8_mode
+from reavise.inference.mcem import MCEM, MCEMState, int8_mode
 
 needs_native = pytest.mark.skipif(
     native.load() is None, reason=f"native kernels unavailable: {native.unavailable_reason()}"
@@ -93,12 +93,12 @@ def test_forcing_true_or_false_overrides_the_measurement(fresh):
 
     prior, z = _tiny_avae(), torch.zeros(1, 10, 4)
     fresh["t"] = (1e-3, 1e-1)  # measured: int8 far slower
-    assert MCEM._int8_decoder(prior, None, z, {}, "auto") is None
-    assert MCEM._int8_decoder(prior, None, z, {}, True) is not None
+    assert MCEM._int8_decoder(prior, None, z, MCEMState(z=z), "auto") is None
+    assert MCEM._int8_decoder(prior, None, z, MCEMState(z=z), True) is not None
     fresh["t"] = (1e-3, 1e-4)
     assert native.decoder_path(32, 65, refresh=True).chosen == "int8"  # measured again
-    assert MCEM._int8_decoder(prior, None, z, {}, "auto") is not None
-    assert MCEM._int8_decoder(prior, None, z, {}, False) is None
+    assert MCEM._int8_decoder(prior, None, z, MCEMState(z=z), "auto") is not None
+    assert MCEM._int8_decoder(prior, None, z, MCEMState(z=z), False) is None
 
 
 def test_int8_decoder_setting_accepts_auto_true_false_only():
@@ -129,7 +129,7 @@ def test_auto_runs_exactly_the_path_the_decision_names(fresh, int8_fast):
     out = {}
     for mode in ("auto", True, False):
         cfg = MCEMConfig(n_mh=8, burn_in=4, proposal_var=0.05, int8_decoder=mode)
-        zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, {"z": z0.clone()}, torch.Generator().manual_seed(7))
+        zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, MCEMState(z=z0.clone()), torch.Generator().manual_seed(7))
         out[mode] = Vs
     assert torch.equal(out["auto"], out[int8_fast])
     assert not torch.equal(out[True], out[False])  # the two paths do differ

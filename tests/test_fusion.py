@@ -21,8 +21,8 @@ def test_weights_are_a_distribution_and_broadcast_over_samples(kind):
     # each sample gives what it gives alone
     f1, _ = f.fuse(a[1], v, valid)
     assert torch.allclose(fused[1], f1, atol=1e-5)
-    f(a, v, valid)
-    assert f.modality_weights() is not None and f.modality_weights().shape == (3, 2, 7, 2)
+    _, w2 = f(a, v, valid)  # forward returns the weights (nothing is kept in the module)
+    assert w2 is not None and w2.shape == (3, 2, 7, 2)
     if kind == "concat":
         assert torch.all(w == 0.5)
     else:  # invalid frames (whose whole attention window is invalid): no visual weight
@@ -46,8 +46,8 @@ def _visual_weight(model, P, video):
     ctx = model.context(video, torch.ones(video.shape[:2], dtype=torch.bool))
     with torch.no_grad():
         mu, _ = model.encode(P, ctx)
-        model.decode(mu, ctx)
-    return float(model.fusion_weights()["dec"][..., 1].mean())
+        weights = model.modality_weights(mu, ctx)
+    return float(weights["dec"][..., 1].mean())
 
 
 def test_trained_reliability_fusion_moves_weight_to_audio_for_corrupted_video():

@@ -5,6 +5,7 @@ import torch
 from reavise.errors import ReaviseError
 from reavise.inference import build_algorithm, enhance_waveforms
 from reavise.inference.draws import BatchDraws
+from reavise.inference.mcem import MCEMState
 from reavise.inference.nmf import init_nmf, m_step, neg_log_likelihood
 from reavise.metrics import si_sdr
 from reavise.models.checkpoint import import_published, load_checkpoint
@@ -106,9 +107,10 @@ def test_gpu_matches_cpu_quality(published):
 def _reference_mh(prior, P, nmf, z, eps, log_u, burn_in, gamma=1.0):
     """The E-step as published, written plainly: full log p(x|z) + gamma log p(z), two decodes."""
     from reavise.inference.base import frame_loglik, speech_variance
+    from reavise.inference.fastpath import log_prior
 
     def logp(z):
-        return frame_loglik(P, speech_variance(prior, z, None), nmf) + gamma * prior.prior_logp(z)
+        return frame_loglik(P, speech_variance(prior, z, None), nmf) + gamma * log_prior(prior, z)
 
     kept = []
     for step in range(eps.shape[0]):
@@ -135,7 +137,7 @@ def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference(gamma):
     nmf.g = torch.rand(2, 12, generator=g, dtype=torch.float64) + 0.5
     z0 = torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
     cfg = MCEMConfig(n_mh=12, burn_in=5, proposal_var=0.1, prior_weight=gamma)
-    state = {"z": z0.clone()}
+    state = MCEMState(z=z0.clone())
     draws = BatchDraws([7, 8], [12, 12], 12)
     zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, draws)
     # the same draws, in the same order, for the reference: each utterance its own stream
@@ -154,9 +156,9 @@ def test_mcem_e_step_equals_the_plain_metropolis_hastings_reference(gamma):
     assert 0.1 < moved < 0.9  # some proposals accepted, some rejected
     # the cost it hands to the M-step is the one the M-step would compute itself
     _, own = m_step(nmf, P, Vs, torch.ones(2, 12, dtype=torch.float64))
-    _, given = m_step(nmf, P, Vs, torch.ones(2, 12, dtype=torch.float64), state["frame_cost"])
+    _, given = m_step(nmf, P, Vs, torch.ones(2, 12, dtype=torch.float64), state.frame_cost)
     assert torch.allclose(own, given, rtol=1e-10)
-    assert torch.equal(state["Vs"], Vs[-1]) and torch.equal(state["z"], zs[-1])
+    assert torch.equal(state.Vs, Vs[-1]) and torch.equal(state.z, zs[-1])
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_loss_gradients_flow_to_all_parameters():
 
 
 def test_fast_tanh_equals_torch_tanh_with_gradients():
-    from reavise.models.base import Tanh
+    from reavise.models.layers import Tanh
 
     x = torch.linspace(-12, 12, 2001, dtype=torch.float64, requires_grad=True)
     y = Tanh()(x)
@@ -64,9 +64,11 @@ def test_fast_tanh_equals_torch_tanh_with_gradients():
 
 
 def test_folded_log2_variance_equals_the_decoder():
-    """AVAE.log2_variance_fn folds tanh's affine part and log2 e into the weights: same map."""
+    """fastpath.log2_variance folds the A-VAE's tanh affine part and log2 e into the weights:
+    same map."""
     import math
 
+    from reavise.inference import fastpath
     from reavise.models import build_prior
 
     torch.manual_seed(0)
@@ -76,10 +78,10 @@ def test_folded_log2_variance_equals_the_decoder():
         off = torch.randn(2, 5, 17, dtype=torch.float64)
         want = off + m.decode(z) / math.log(2.0)
         with torch.no_grad():
-            got = m.log2_variance_fn(None, off)(z)
+            got = fastpath.log2_variance(m, None, off)(z)
         assert torch.allclose(got, want, atol=1e-12)
         # with gradients enabled the plain decoder is used (folding would detach the weights)
-        assert torch.allclose(m.log2_variance_fn(None, off)(z), want, atol=1e-12)
+        assert torch.allclose(fastpath.log2_variance(m, None, off)(z), want, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from reavise import native
+from reavise.inference import fastpath
+from reavise.inference.mcem import MCEMState
 from reavise.inference.nmf import init_nmf, m_step
 
 needs_native = pytest.mark.skipif(
@@ -131,7 +133,7 @@ def test_native_mcem_follows_the_torch_chain():
     out = {}
     for nat in (True, False):
         cfg = MCEMConfig(n_mh=15, burn_in=5, proposal_var=0.05, native=nat, int8_decoder=False)
-        state = {"z": z0.clone()}
+        state = MCEMState(z=z0.clone())
         zs, Vs = MCEM(cfg).e_step(prior, P, None, nmf, state, torch.Generator().manual_seed(7))
         out[nat] = (zs, Vs, state)
     (zn, Vn, sn), (zt, Vt, st) = out[True], out[False]
@@ -139,8 +141,8 @@ def test_native_mcem_follows_the_torch_chain():
     assert same.double().mean() > 0.97
     assert (zn[1:] != zn[:-1]).any(-1).double().mean() > 0.1  # the chain moves
     assert torch.allclose(Vn[same], Vt[same], rtol=1e-4)
-    assert torch.allclose(sn["frame_cost"], st["frame_cost"], rtol=1e-4)
-    assert torch.equal(sn["Vs"], Vn[-1]) and torch.equal(sn["z"], zn[-1])
+    assert torch.allclose(sn.frame_cost, st.frame_cost, rtol=1e-4)
+    assert torch.equal(sn.Vs, Vn[-1]) and torch.equal(sn.z, zn[-1])
 
 
 def test_disabled_or_unbuildable_kernels_fall_back(monkeypatch, tmp_path):
@@ -174,7 +176,7 @@ def _tiny_avae(hidden=32, x_dim=65):
 @needs_native
 def test_int8_decoder_products_are_exact_and_the_log_variance_close():
     prior = _tiny_avae()
-    split = prior.decoder_split(None)
+    split = fastpath.decoder_split(prior, None)
     W1, b1 = split.tanh_layer
     g = torch.Generator().manual_seed(4)
     z = torch.randn(2, 30, 4, generator=g) * 1.5
@@ -204,7 +206,7 @@ def test_int8_mh_step_equals_the_step_on_its_dequantised_variance():
     prior = _tiny_avae()
     g = torch.Generator().manual_seed(5)
     B, T, F, D, n_mh = 1, 40, 65, 4, 5
-    dec = native.Int8Decoder(prior.decoder_split(None), n_frames=B * T)
+    dec = native.Int8Decoder(fastpath.decoder_split(prior, None), n_frames=B * T)
     Q = torch.rand(B, T, F, generator=g)
     scale = torch.rand(B, T, F, generator=g) + 0.5
     base = (torch.randn(B, T, F, generator=g) + dec.bias_log2).contiguous()
@@ -238,13 +240,13 @@ def test_int8_mh_step_equals_the_step_on_its_dequantised_variance():
 def test_mcem_uses_the_int8_decoder_only_where_it_applies():
     from reavise.inference.mcem import MCEM
 
-    state = {}
-    z = torch.zeros(1, 10, 4)
+    state = MCEMState(z=torch.zeros(1, 10, 4))
+    z = state.z
     assert MCEM._int8_decoder(_tiny_avae(), None, z, state, True) is not None
-    assert state["int8_decoder"].P1.shape == (10, 72)  # 65 bins padded to a multiple of 8
-    assert state["int8_decoder"].rowscale is None  # the tanh layer: fixed scale, in C
-    assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, {}, True) is None  # 36 % 8 != 0
-    assert MCEM._int8_decoder(_tiny_avae(), None, z, {}, False) is None
+    assert state.int8_decoder.P1.shape == (10, 72)  # 65 bins padded to a multiple of 8
+    assert state.int8_decoder.rowscale is None  # the tanh layer: fixed scale, in C
+    assert MCEM._int8_decoder(_tiny_avae(hidden=36), None, z, MCEMState(z=z), True) is None  # 36 % 8 != 0
+    assert MCEM._int8_decoder(_tiny_avae(), None, z, MCEMState(z=z), False) is None
 
 
 def _tiny_av(name="av-cvae", **kw):
@@ -269,7 +271,7 @@ def test_int8_decoder_of_an_attention_prior_with_video(decoder_video):
     with torch.no_grad():
         ctx = prior.context(video, valid)
         z = torch.randn(1, 30, 4, generator=g)
-        state = {}
+        state = MCEMState(z=z)
         dec = MCEM._int8_decoder(prior, ctx, z, state, True)
         assert dec is not None and dec.rowscale is not None
         dec.products(z)

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from reavise.errors import CheckpointError
+from reavise.inference.fastpath import log_prior
+from reavise.inference.sequential import SequenceChains
 from reavise.models import build_prior
 from reavise.models.checkpoint import import_published, load_checkpoint, save_checkpoint
 
@@ -120,12 +122,12 @@ def test_dkf_matches_the_plain_reference():
         assert torch.allclose(pm[b], ref_pm, atol=1e-10)
         assert torch.allclose(plv[b], ref_plv, atol=1e-10)
         assert torch.allclose(logv[b], ref_logv, atol=1e-10)
-    lp = m.log_prior(z)
+    lp = log_prior(m, z)
     want = -0.5 * ((z - pm) ** 2 * torch.exp(-plv) + plv + math.log(2 * math.pi)).sum(-1)
     assert lp.shape == (2, 9) and torch.allclose(lp, want, atol=1e-12)
     # leading sample dims broadcast
     zz = torch.randn(4, 2, 9, 3, dtype=torch.float64)
-    assert torch.allclose(m.log_prior(zz)[2], m.log_prior(zz[2]), atol=1e-12)
+    assert torch.allclose(log_prior(m, zz)[2], log_prior(m, zz[2]), atol=1e-12)
     assert m.framewise is False and m.standard_prior is False
 
 
@@ -134,7 +136,7 @@ def test_gradients_of_decode_and_log_prior(name, values):
     m = _tiny(name, values)
     z = torch.randn(1, 5, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda z: m.decode(z), (z,))
-    assert torch.autograd.gradcheck(lambda z: m.log_prior(z), (z,))
+    assert torch.autograd.gradcheck(lambda z: log_prior(m, z), (z,))
     P = torch.rand(1, 5, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda P: m.encode(P)[0], (P,))
 
@@ -155,7 +157,7 @@ def test_train_step_shapes_and_checkpoint_round_trip(name, values, tmp_path):
     assert m.decode(z).shape == (2, 3, 6, 7)
     pm, plv = m.prior(z)
     assert torch.broadcast_shapes(pm.shape, z.shape) == z.shape
-    assert m.log_prior(z).shape == (2, 3, 6)
+    assert log_prior(m, z).shape == (2, 3, 6)
     path = save_checkpoint(tmp_path / "m.pt", m)
     m2 = load_checkpoint(path, check_x_dim=False)
     with torch.no_grad():
@@ -252,7 +254,7 @@ def test_sequential_langevin_e_step_matches_a_plain_loop():
                    torch.rand(B, T, dtype=torch.float64) + 0.5)  # fmt: skip
     z0 = torch.randn(B, T, 3, dtype=torch.float64)
     kw = dict(n_steps=2, step_size=0.01, n_chains=C, prior_weight=2.0, extra_noise=0.01)
-    state = {"z": z0}
+    state = SequenceChains(z=z0)
     zs, Vs = langevin_e_step(m, P, None, nmf, state, torch.Generator().manual_seed(5), **kw)
     # the plain loop
     gen = torch.Generator().manual_seed(5)
@@ -267,7 +269,7 @@ def test_sequential_langevin_e_step_matches_a_plain_loop():
     z = z + 0.1 * torch.randn(C, B, T, 3, generator=gen, dtype=torch.float64)
     assert torch.allclose(zs, z, atol=1e-12)
     assert torch.allclose(Vs, torch.exp(m.decode(z)), atol=1e-12)
-    assert torch.equal(state["chains"], zs)
+    assert torch.equal(state.chains, zs)
 
 
 def test_sequence_prior_brings_its_langevin_defaults_unless_set():

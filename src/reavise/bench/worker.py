@@ -127,19 +127,14 @@ def load_prior(path: str, device: str):
     return _MODELS[key]
 
 
-def fusion_weights(prior) -> dict[str, np.ndarray]:
-    """Per-frame (audio, visual) weights [T, 2] of each fusion site of the last forward pass.
-
-    Read through ``prior.fusion_weights()`` (site -> [..., B, T, 2]) right after enhancing one
-    utterance; leading sample dimensions are averaged. Priors without fusion modules and sites
-    with constant weights (plain concatenation) give nothing, so the report has no plot for them.
-    """
-    fn = getattr(prior, "fusion_weights", None)
-    if not callable(fn):
-        return {}
+def fusion_weights(info: dict) -> dict[str, np.ndarray]:
+    """Per-frame (audio, visual) weights [T, 2] of each fusion site, from an enhanced
+    utterance's ``info["modality_weights"]`` (site -> [..., T, 2]); leading sample dimensions
+    are averaged. Sites with constant weights (plain concatenation) give nothing, so the report
+    has no plot for them."""
     out: dict[str, np.ndarray] = {}
-    for site, w in (fn() or {}).items():
-        a = w.detach().float().cpu().numpy() if hasattr(w, "detach") else np.asarray(w, np.float32)
+    for site, w in (info.get("modality_weights") or {}).items():
+        a = np.asarray(w, np.float32)
         if a.ndim < 2 or a.shape[-1] != 2 or a.size == 0:
             continue
         a = a.reshape(-1, a.shape[-2], 2).mean(0)
@@ -220,7 +215,7 @@ def _run_cell(cell: Cell) -> dict:
         est = np.asarray(res[0].speech, dtype=np.float32)
         extra = {"n_iter": int(res[0].n_iter)}
         if cell.example and prior.uses_video:
-            weights = fusion_weights(prior) or None
+            weights = fusion_weights(res[0].info) or None
     scores = evaluate_pair(est, clean, SAMPLE_RATE, noisy=noisy)
     duration = n / SAMPLE_RATE
     record = {

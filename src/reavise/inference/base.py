@@ -18,7 +18,14 @@ from .. import validate as V
 from ..errors import ReaviseError
 from ..registry import Registry
 from .draws import BatchDraws
-from .nmf import NMFState, init_nmf, m_step, neg_log_likelihood
+from .likelihood import frame_loglik, speech_variance
+from .nmf import NMFState, init_nmf, m_step
+from .sequential import sequence_settings
+from .state import EStepState
+from .switch import has_switch, state_posterior
+
+__all__ = ["ALGORITHMS", "EMAlgorithm", "EMConfig", "EMResult", "EStepState", "build_algorithm",
+           "frame_loglik", "register_algorithm", "speech_variance"]  # fmt: skip
 
 #: every EM algorithm by name: ``(class, config dataclass)``
 ALGORITHMS = Registry("algorithm")
@@ -96,22 +103,24 @@ class EMAlgorithm:
     """Monte Carlo / variational EM with an NMF noise model; subclasses define the E-step."""
 
     name: str = ""
+    #: the E-step's state between iterations
+    state_class: type[EStepState] = EStepState
 
     def __init__(self, config: EMConfig):
         self.config = config
 
     # --- to implement -----------------------------------------------------------------
-    def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: BatchDraws) -> dict:
+    def init_latent(self, prior, P: torch.Tensor, ctx: Any, gen: BatchDraws) -> EStepState:
         """E-step state before the first iteration: ``config.init`` (encoder or prior mean)."""
         with torch.no_grad():
             mu, logvar = prior.encode(P, ctx)
             if self.config.init == "prior":
                 pm, plv = prior.prior(mu, ctx)
                 mu, logvar = pm + torch.zeros_like(mu), plv + torch.zeros_like(logvar)
-        return {"z": mu, "logvar": logvar}
+        return self.state_class(z=mu, logvar=logvar)
 
     def e_step(
-        self, prior, P: torch.Tensor, ctx: Any, nmf: NMFState, state: dict, gen: BatchDraws
+        self, prior, P: torch.Tensor, ctx: Any, nmf: NMFState, state: EStepState, gen: BatchDraws
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (z samples [R, B, T, D], speech variances sigma2(z) [R, B, T, F]).
 
@@ -138,8 +147,7 @@ class EMAlgorithm:
         utterances of the batch, their order or the padding.
         """
         if not getattr(prior, "framewise", True) and not getattr(self, "_own_config", None):
-            from .sequential import sequence_settings  # a sequence prior's own defaults
-
+            # a sequence prior's own defaults
             self._own_config, self.config = self.config, sequence_settings(self, prior)
             try:
                 return self.run(prior, X, ctx, frame_mask, seed, progress, seeds)
@@ -160,22 +168,24 @@ class EMAlgorithm:
         prior.requires_grad_(False)
         try:
             nmf = init_nmf(P, cfg.nmf_rank, gen)
-            # optional prior hooks (e.g. the switching VAE's per-frame switch posterior)
-            em_update = getattr(prior, "em_update", None)
-            if hasattr(prior, "em_begin"):
-                prior.em_begin(ctx)
+            # a prior with a per-frame modality switch: its posterior q(m), explicit here
+            switch = has_switch(prior)
+            q = None
+            if switch:
+                ctx = prior.with_state_posterior(ctx, None)  # the caller's context is untouched
             state = self.init_latent(prior, P, ctx, gen)
             costs = []
             stop = _Stopping(B, cfg.tol, device)
             it = 0
             for it in range(1, cfg.max_iter + 1):
                 z, Vs = self.e_step(prior, P, ctx, nmf, state, gen)
+                frame_cost, state.frame_cost = state.frame_cost, None
                 with torch.no_grad():
-                    nmf, cost = m_step(
-                        nmf, P, Vs, mask, state.pop("frame_cost", None), native=cfg.native
-                    )
-                if em_update is not None and em_update(ctx, P, nmf, z, mask):
-                    state.pop("Vs", None)  # cached speech variances are stale
+                    nmf, cost = m_step(nmf, P, Vs, mask, frame_cost, native=cfg.native)
+                if switch:
+                    q = state_posterior(prior, ctx, P, nmf, z, mask)
+                    ctx = prior.with_state_posterior(ctx, q)
+                    state.Vs = None  # cached speech variances are stale
                 costs.append(cost)
                 if progress is not None:
                     progress(it, cost)
@@ -189,6 +199,7 @@ class EMAlgorithm:
                 gain = stop.merge(_wiener_gain(nmf, Vs))
                 speech = gain * X
                 noise = X - speech
+                info = diagnostics(prior, z, ctx, P, q)
         finally:
             for p, r in zip(prior.parameters(), req, strict=True):
                 p.requires_grad_(r)
@@ -200,10 +211,24 @@ class EMAlgorithm:
             converged=stop.all_done,
             nmf=nmf,
             z=z,
-            info=dict(prior.em_info(ctx)) if hasattr(prior, "em_info") else {},
+            info=info,
             n_iters=stop.n_iters(it),
             converged_each=stop.done.tolist(),
         )
+
+
+def diagnostics(prior, z: torch.Tensor, ctx: Any, P: torch.Tensor, q: torch.Tensor | None) -> dict:
+    """What a run reports beside the speech: the modality weights of each fusion site at the
+    last samples z ("modality_weights": site -> [..., B, T, 2]) and a switch's posterior
+    q(m_t = audio-visual) ("switch": [B, T])."""
+    info: dict[str, Any] = {}
+    if q is not None:
+        info["switch"] = q[..., -1]
+    if prior.uses_video:
+        weights = prior.modality_weights(z.detach(), ctx, P)
+        if weights:
+            info["modality_weights"] = {k: w.detach() for k, w in weights.items()}
+    return info
 
 
 def _wiener_gain(nmf: NMFState, Vs: torch.Tensor) -> torch.Tensor:
@@ -258,14 +283,3 @@ class _Stopping:
 
     def n_iters(self, last: int) -> list[int]:
         return [s or last for s in self.stopped_at]
-
-
-def speech_variance(prior, z: torch.Tensor, ctx: Any) -> torch.Tensor:
-    """sigma2(z) = exp(decoder log-variance)."""
-    return torch.exp(prior.decode(z, ctx))
-
-
-def frame_loglik(P: torch.Tensor, Vs: torch.Tensor, nmf: NMFState, WH=None) -> torch.Tensor:
-    """log p(x_t | z_t) per frame up to a constant, for speech variances Vs [..., B, T, F]."""
-    Vx = torch.addcmul(nmf.WH if WH is None else WH, nmf.g[..., None], Vs)
-    return -neg_log_likelihood(P, Vx)

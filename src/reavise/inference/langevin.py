@@ -15,9 +15,10 @@ import torch
 
 from .. import validate as V
 from ..errors import SettingError
+from . import fastpath
 from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
 from .draws import as_draws
-from .sequential import langevin_e_step, sequential_log_prior
+from .sequential import SequenceChains, langevin_e_step
 
 
 @dataclass
@@ -53,6 +54,7 @@ class LangevinConfig(EMConfig):
 @register_algorithm("langevin", LangevinConfig)
 class LangevinEM(EMAlgorithm):
     config: LangevinConfig
+    state_class = SequenceChains  # its chain fields are used by sequence priors only
 
     def e_step(self, prior, P, ctx, nmf, state, gen):
         cfg = self.config
@@ -63,14 +65,11 @@ class LangevinEM(EMAlgorithm):
                 extra_noise=cfg.extra_noise, grad_clip=cfg.grad_clip,
                 precondition=cfg.precondition,
             )  # fmt: skip
-        z = state["z"]
+        z = state.z
         eta = cfg.step_size
         samples = []
         WH = nmf.WH
-        if prior.framewise:
-            score_prior = prior.prior_scorer(ctx, z)  # p(z|v) computed once, not at every step
-        else:  # sequence priors: log p(z_t | z_<t) depends on z itself
-            score_prior = sequential_log_prior(prior, ctx)
+        score_prior = fastpath.prior_scorer(prior, ctx, z)  # p(z|v) computed once per E-step
         for step in range(cfg.n_steps):
             z = z.detach().requires_grad_(True)
             logp = frame_loglik(P, speech_variance(prior, z, ctx), nmf, WH) + score_prior(z)
@@ -82,7 +81,7 @@ class LangevinEM(EMAlgorithm):
             z = (z + 0.5 * eta * grad + math.sqrt(eta) * noise).detach()
             if step >= cfg.n_steps - cfg.n_samples:
                 samples.append(z)
-        state["z"] = z
+        state.z = z
         zs = torch.stack(samples)
         with torch.no_grad():
             Vs = speech_variance(prior, zs, ctx)

@@ -6,7 +6,7 @@ cross-faded, read and written as a stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ class EnhancedUtterance:
     cost: np.ndarray
     n_iter: int
     converged: bool
+    #: the run's diagnostics for this utterance at its STFT frames: "modality_weights"
+    #: (fusion site -> [..., T, 2] (audio, visual)), "switch" (q(m_t = AV) [T])
+    info: dict = field(default_factory=dict)
 
 
 def batch_video(
@@ -96,8 +99,21 @@ def enhance_waveforms(
                 cost=cost[:its, i],
                 n_iter=its,
                 converged=res.converged_each[i] if res.converged_each else res.converged,
+                info=_utterance_info(res.info, i, n),
             )
         )
+    return out
+
+
+def _utterance_info(info: dict, i: int, n: int) -> dict:
+    """Utterance i's slice (its first n frames) of a batched run's diagnostics, as numpy."""
+    out: dict = {}
+    if "switch" in info:
+        out["switch"] = info["switch"][i, :n].cpu().numpy()
+    if "modality_weights" in info:
+        out["modality_weights"] = {
+            site: w[..., i, :n, :].float().cpu().numpy() for site, w in info["modality_weights"].items()
+        }
     return out
 
 

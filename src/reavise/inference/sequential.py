@@ -8,22 +8,27 @@ factorise over frames: its E-steps work on the whole latent sequence.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from . import fastpath
+from .state import EStepState
 
 #: pSGLD's RMS decay and the floor of its preconditioner (``langevin_e_step``)
 PSGLD_DECAY = 0.99
 PSGLD_EPS = 1e-8
 
 
-def sequential_log_prior(prior, ctx: Any):
-    """``f(z) = sum over the latent dims of log p(z_t | z_<t, v)`` per frame [..., B, T],
-    from the prior's ``log_prior`` (the standard normal's closed form otherwise)."""
-    log_prior = getattr(prior, "log_prior", None)
-    if log_prior is not None:
-        return lambda z: log_prior(z, ctx)
-    return lambda z: prior.prior_logp(z, ctx)
+@dataclass
+class SequenceChains(EStepState):
+    """Whole-sequence Langevin chains across E-steps: their states [C, B, T, D], the last
+    decoder forward pass (leaf, log sigma2) kept for the next gradient, pSGLD's RMS average."""
+
+    chains: torch.Tensor | None = None
+    forward: tuple[torch.Tensor, torch.Tensor] | None = None
+    rms: torch.Tensor | None = None
 
 
 def langevin_e_step(
@@ -31,7 +36,7 @@ def langevin_e_step(
     P: torch.Tensor,
     ctx: Any,
     nmf,
-    state: dict,
+    state: SequenceChains,
     gen,
     *,
     n_steps: int,
@@ -59,19 +64,19 @@ def langevin_e_step(
     """
     from .draws import as_draws
 
-    z = state.get("chains")
+    z = state.chains
     if z is None:  # the chains start at the encoder's mean (+ noise, drawn per chain)
-        z0 = state["z"]
+        z0 = state.z
         z = z0.expand(n_chains, *z0.shape)
         if extra_noise > 0:
             z = z + math.sqrt(extra_noise) * as_draws(gen, z0).like(z0, torch.randn, (n_chains,))
-    draws = as_draws(gen, state["z"])
-    score_prior = sequential_log_prior(prior, ctx)
+    draws = as_draws(gen, state.z)
+    score_prior = fastpath.prior_scorer(prior, ctx, state.z)
     standard = prior.standard_prior
     WH = nmf.WH
     g = nmf.g[..., None]
     sq = math.sqrt(step_size)
-    fwd = state.pop("forward", None)
+    fwd, state.forward = state.forward, None
     for _ in range(n_steps):
         if fwd is None:
             leaf = z.detach().requires_grad_(True)
@@ -92,23 +97,23 @@ def langevin_e_step(
         if 0 < grad_clip < 1e30:  # 1e30: no clipping
             norm = grad.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             grad = grad * torch.clamp(grad_clip / norm, max=1.0)
-        noise = draws.like(state["z"], torch.randn, (n_chains,))
+        noise = draws.like(state.z, torch.randn, (n_chains,))
         if precondition:
-            v = state.get("rms")
+            v = state.rms
             v = (1 - PSGLD_DECAY) * grad.square() if v is None else v.mul_(PSGLD_DECAY).addcmul_(grad, grad, value=1 - PSGLD_DECAY)
-            state["rms"] = v
+            state.rms = v
             G = v.sqrt().add_(PSGLD_EPS)
             z = (leaf.detach() + 0.5 * step_size * grad / G + torch.sqrt(step_size / G) * noise).detach()
         else:
             z = (leaf.detach() + 0.5 * step_size * grad + sq * noise).detach()
         fwd = None
     if extra_noise > 0:
-        z = z + math.sqrt(extra_noise) * draws.like(state["z"], torch.randn, (n_chains,))
-    state["chains"] = z
+        z = z + math.sqrt(extra_noise) * draws.like(state.z, torch.randn, (n_chains,))
+    state.chains = z
     leaf = z.detach().requires_grad_(True)
     with torch.enable_grad():
         logv = prior.decode(leaf, ctx)
-    state["forward"] = (leaf, logv)
+    state.forward = (leaf, logv)
     return z, torch.exp(logv.detach())
 
 

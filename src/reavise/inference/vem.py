@@ -9,13 +9,21 @@ uses R samples from q.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .. import validate as V
-from ..models.base import gaussian_kl
-from .base import EMAlgorithm, EMConfig, frame_loglik, register_algorithm, speech_variance
+from ..models.layers import gaussian_kl
+from .base import (
+    EMAlgorithm,
+    EMConfig,
+    frame_loglik,
+    register_algorithm,
+    speech_variance,
+)
 from .draws import as_draws
+from .state import EStepState
 
 
 @dataclass
@@ -72,22 +80,31 @@ class Adam:
             p.addcdiv_(m, denom, value=-step_size)
 
 
+@dataclass
+class VEMState(EStepState):
+    """q(z) = N(m, diag exp(logv)) (leaf tensors) and the Adam state that fits it."""
+
+    q: tuple[torch.Tensor, torch.Tensor] | None = None
+    opt: Any = None
+
+
 @register_algorithm("vem", VEMConfig)
 class VEM(EMAlgorithm):
     config: VEMConfig
+    state_class = VEMState
 
     def init_latent(self, prior, P, ctx, gen):
         state = super().init_latent(prior, P, ctx, gen)
-        m = state["z"].clone().requires_grad_(True)
-        logv = state["logvar"].clone().requires_grad_(True)
-        state["q"] = (m, logv)
-        state["opt"] = Adam([m, logv], lr=self.config.lr)
+        m = state.z.clone().requires_grad_(True)
+        logv = state.logvar.clone().requires_grad_(True)
+        state.q = (m, logv)
+        state.opt = Adam([m, logv], lr=self.config.lr)
         return state
 
-    def e_step(self, prior, P, ctx, nmf, state, gen):
+    def e_step(self, prior, P, ctx, nmf, state: VEMState, gen):
         cfg = self.config
-        m, logv = state["q"]
-        opt = state["opt"]
+        m, logv = state.q
+        opt = state.opt
         for _ in range(cfg.n_grad):
             eps = as_draws(gen, m).like(m, torch.randn, (cfg.n_mc,))
             z = m + eps * torch.exp(0.5 * logv)

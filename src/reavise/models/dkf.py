@@ -22,15 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import (
-    LOG_2PI,
-    SpeechPrior,
-    Tanh,
-    gaussian_kl,
-    input_features,
-    is_divergence,
-    reduce_loss,
-)
+from .base import SpeechPrior
+from .layers import Tanh, gaussian_kl, input_features, is_divergence, reduce_loss
 from .registry import register_prior
 from .rvae import backward_lstm
 
@@ -168,8 +161,9 @@ class DKF(SpeechPrior):
         return mean, logvar
 
     # --- generative model ---------------------------------------------------------------
-    def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
-        return self.gen_logvar(self.mlp_z_x(z))
+    def decoder(self, ctx: Any = None):
+        """Frame by frame, but the published layer names (not an ``MLPDecoder``)."""
+        return lambda z: self.gen_logvar(self.mlp_z_x(z))
 
     def transition(self, z_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-variance) of p(z_t | z_{t-1} = z_prev), frame by frame."""
@@ -184,18 +178,6 @@ class DKF(SpeechPrior):
     def prior(self, z_like: torch.Tensor, ctx: Any = None):
         """p(z_t | z_{t-1}) for every frame of the sequence ``z_like`` [..., B, T, D]."""
         return self.transition(shift_previous(z_like))
-
-    def log_prior(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
-        """log p(z_t | z_{t-1}) per frame: [..., B, T]."""
-        mean, logvar = self.prior(z, ctx)
-        return -0.5 * ((z - mean).square() * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
-
-    def prior_scorer(self, ctx: Any, like: torch.Tensor):
-        """The transition depends on z itself: score every z through :meth:`log_prior`."""
-        return lambda z: self.log_prior(z, ctx)
-
-    def prior_logp(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
-        return self.log_prior(z, ctx)
 
     def loss(self, power, ctx=None, frame_mask=None, beta: float = 1.0):
         """Negative ELBO per frame: the KL of q(z_t|z_{t-1}, x) to p(z_t|z_{t-1}) at the

@@ -4,8 +4,8 @@ Common interface (every module): ``fuse(audio [..., B, T, Da], visual [B, T, Dv]
 -> (fused [..., B, T, out_dim], weights [..., B, T, 2])`` where ``weights[..., 0]`` is the
 audio weight and ``weights[..., 1]`` the visual weight (they sum to one). The audio side may
 carry leading sample dimensions (z samples in the EM E-steps); the visual side broadcasts.
-Frames with ``valid=False`` never contribute visual information. The last weights are kept in
-``last_weights`` (detached) so benchmarks and tests can read them after any forward pass.
+Frames with ``valid=False`` never contribute visual information. The weights are returned,
+never kept: a prior passes them on explicitly (``SpeechPrior.modality_weights``).
 
 Kinds: ``concat`` (AV-VAE, Sadeghi et al. 2020), ``gated`` (gated multimodal unit, Arevalo et
 al. 2017), ``cross_attention`` (local-window multi-head attention, Vaswani et al. 2017; as
@@ -35,25 +35,15 @@ def _valid(valid: torch.Tensor | None, visual: torch.Tensor) -> torch.Tensor:
 
 
 class Fusion(nn.Module):
-    """Base class: keeps the last per-frame modality weights."""
+    """Base class: ``forward`` = ``fuse``, (fused features, per-frame modality weights)."""
 
     out_dim: int
-
-    def __init__(self):
-        super().__init__()
-        self.last_weights: torch.Tensor | None = None
 
     def fuse(self, audio, visual, valid=None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(self, audio, visual, valid=None):
-        fused, w = self.fuse(audio, visual, valid)
-        self.last_weights = w.detach()
-        return fused, w
-
-    def modality_weights(self) -> torch.Tensor | None:
-        """[..., B, T, 2] (audio, visual) weights of the last forward pass."""
-        return self.last_weights
+        return self.fuse(audio, visual, valid)
 
 
 @FUSIONS.register("concat")

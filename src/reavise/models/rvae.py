@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import LOG_2PI, SpeechPrior, gaussian_kl, input_features, is_divergence, reduce_loss
+from .base import SpeechPrior
+from .layers import gaussian_kl, input_features, is_divergence, reduce_loss
 from .registry import register_prior
 
 
@@ -138,15 +139,15 @@ class RVAE(SpeechPrior):
         return mean, logvar
 
     # --- generative model ---------------------------------------------------------------
-    def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
+    def decoder(self, ctx: Any = None):
+        return self._generate
+
+    def _generate(self, z: torch.Tensor) -> torch.Tensor:
+        """log sigma2 of every frame from the whole latent sequence z [..., B, T, D]."""
         zz, lead = flat_batch(z)
         h, _ = self.rnn_h(zz)
         out = self.gen_logvar(h)
         return out.reshape(*lead, *out.shape[-2:])
-
-    def log_prior(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
-        """log p(z_t | z_<t) = log N(z_t; 0, I) per frame: [..., B, T]."""
-        return -0.5 * (z.square().sum(-1) + z.shape[-1] * LOG_2PI)
 
     def loss(self, power, ctx=None, frame_mask=None, beta: float = 1.0):
         """Negative ELBO per frame with the sampled z_{t-1} fed to the encoder."""

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import LOG2_E, DecoderSplit, SpeechPrior, input_features, mlp
+from .base import SpeechPrior
+from .layers import MLPDecoder, input_features, mlp
 from .registry import register_prior
 
 
@@ -41,48 +42,5 @@ class AVAE(SpeechPrior):
         h = self.enc(input_features(power, self.config.input_transform))
         return self.enc_mean(h), self.enc_logvar(h)
 
-    def decode(self, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
-        return self.dec_logvar(self.dec(z))
-
-    def decoder_split(self, ctx: Any) -> DecoderSplit:
-        return mlp_decoder_split(self.dec, self.dec_logvar, self.config.activation)
-
-    def log2_variance_fn(self, ctx: Any, offset: torch.Tensor):
-        """The decoder with the algebra folded into its weights, for MCEM's inner loop.
-
-        tanh(u) = 2 sigmoid(2u) - 1, so each tanh layer becomes a sigmoid when the 2 is folded
-        into the layer before (W, b -> 2W, 2b) and the affine part into the layer after
-        (W, b -> 2W, b - W 1); the output layer also takes the log2 e scale and ``offset``
-        (added inside the matrix product). Three passes over [T, F] fewer per decode.
-        """
-        if self.config.activation != "tanh" or torch.is_grad_enabled():
-            return super().log2_variance_fn(ctx, offset)
-        lins = [m for m in self.dec if isinstance(m, nn.Linear)] + [self.dec_logvar]
-        Ws, bs = [], []
-        for i, lin in enumerate(lins):
-            W, b = lin.weight, lin.bias  # [out, in], [out]
-            if i > 0:  # its input is tanh = 2 s - 1
-                b = b - W.sum(1)
-                W = 2.0 * W
-            scale = 2.0 if i < len(lins) - 1 else LOG2_E  # into sigmoid(2u), or into log2
-            Ws.append((W * scale).t().contiguous())
-            bs.append(b * scale)
-        F = offset.shape[-1]
-        out_base = (offset + bs[-1]).reshape(-1, F)
-
-        def f(z: torch.Tensor) -> torch.Tensor:
-            h = z.reshape(-1, z.shape[-1])
-            for W, b in zip(Ws[:-1], bs[:-1], strict=True):
-                h = torch.addmm(b, h, W).sigmoid_()
-            return torch.addmm(out_base, h, Ws[-1]).view(offset.shape)
-
-        return f
-
-
-def mlp_decoder_split(dec: nn.Sequential, out: nn.Linear, activation: str) -> DecoderSplit:
-    """The split of an MLP decoder ``out(dec(z))``; one tanh hidden layer is marked as such."""
-    lins = [m for m in dec if isinstance(m, nn.Linear)]
-    tanh = activation == "tanh" and len(lins) == 1
-    return DecoderSplit(
-        dec, out.weight, out.bias, (lins[0].weight, lins[0].bias) if tanh else None
-    )
+    def decoder(self, ctx: Any = None) -> MLPDecoder:
+        return MLPDecoder(self.dec, self.dec_logvar, self.config.activation)

@@ -378,7 +378,7 @@ class Int8Decoder:
     output column of W become 14-bit fixed-point numbers split in two int8 limbs, multiplied
     by two ``torch._int_mm`` calls (exact int32 sums; about 2.6x cheaper than the float32
     product on a CPU with VNNI, about 25x dearer on one without), and converted back in the kernels (see ``mcem_kernels.c``).
-    ``split`` is the prior's ``decoder_split(ctx)``: with ``tanh_layer`` (the A-VAE), h =
+    ``split`` is ``reavise.inference.fastpath.decoder_split(prior, ctx)``: with ``tanh_layer`` (the A-VAE), h =
     tanh(W1 z + b1) is computed in C on the fixed range [-1, 1]; otherwise h comes from torch
     and each frame gets its own scale (max |h|). Log-variance error ~1e-4 (tests, ``make
     bench``). ``MCEMConfig.int8_decoder``: "auto" uses it where ``decoder_path`` measured it
@@ -460,6 +460,8 @@ class MHStepper:
 
     def __init__(self, Q, scale, log_u, z, logp, e, vs_cur, vs_out, energy_sum, gamma: float):
         self.lib = load()
+        # the kernels get raw pointers: hold the tensors so that none is freed while in use
+        self._tensors = (Q, scale, log_u, z, logp, e, vs_cur, vs_out, energy_sum)
         self.F, self.D = Q.shape[-1], z.shape[-1]
         self.N = Q.numel() // self.F
         self.gamma = float(gamma)

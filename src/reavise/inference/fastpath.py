@@ -1,0 +1,139 @@
+"""Faster ways to run a prior's decoder and latent prior inside the EM loops.
+
+A prior only implements the narrow interface of ``reavise.models.base.SpeechPrior``. This
+module recognises what it can accelerate from what the prior returns, never from its layer
+names or its class, and falls back to the plain call otherwise:
+
+* ``decoder(ctx)`` returning a ``layers.MLPDecoder`` with tanh (the A-VAE, MIN-VAE): the
+  folded decoder of :func:`log2_variance` (tanh's affine part, the log2 e scale and the
+  E-step's offset folded into the weights), and the int8 output layer of MCEM
+  (:func:`decoder_split`, ``reavise.native.Int8Decoder``, with the tanh layer computed in C);
+* a ``layers.HeadDecoder`` (AV-VAE, AV-CVAE): the int8 output layer over the hidden map;
+* ``standard_prior``: log p(z) = -|z|^2 / 2 without calling ``prior``; a frame-wise prior's
+  p(z|v) is computed once per E-step (:func:`prior_scorer`), a sequence prior's at each call.
+
+A prior whose decoder is none of these (a wrapper that changes the output, the switching
+VAE's mixture, an LSTM decoder) is decoded as it is; :func:`describe` says which path a prior
+gets and a fall-back is logged once per prior class, so no path is lost silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models.layers import LOG2_E, LOG_2PI, HeadDecoder, MLPDecoder
+
+log = logging.getLogger(__name__)
+_reported: set[str] = set()
+
+
+@dataclass
+class DecoderSplit:
+    """The decoder cut before its output layer: log sigma2(z) = weight @ hidden(z) + bias."""
+
+    hidden: Callable[[torch.Tensor], torch.Tensor]  # z [..., B, T, D] -> [..., B, T, H]
+    weight: torch.Tensor  # [F, H]
+    bias: torch.Tensor  # [F]
+    #: (W1 [H, D], b1 [H]) when hidden(z) is exactly tanh(W1 z + b1) (values in [-1, 1])
+    tanh_layer: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def describe(prior, ctx: Any = None) -> str:
+    """The decoder path ``prior`` gets: "folded-mlp", "split-head" or "plain"."""
+    dec = prior.decoder(ctx)
+    if isinstance(dec, MLPDecoder) and dec.activation == "tanh":
+        return "folded-mlp"
+    if isinstance(dec, (MLPDecoder, HeadDecoder)):
+        return "split-head"
+    return "plain"
+
+
+def _plain(prior, dec) -> None:
+    """Say once per prior class that its decoder runs as it is (no faster path)."""
+    name = type(prior).__name__
+    if name not in _reported:
+        _reported.add(name)
+        log.debug("%s: decoder %s has no faster path here, decoded as is", name, type(dec).__name__)
+
+
+def decoder_split(prior, ctx: Any) -> DecoderSplit | None:
+    """log sigma2(z, v) as ``weight @ hidden(z) + bias`` for this context (MCEM's int8
+    products), or None where the decoder does not end in a recognised linear layer."""
+    dec = prior.decoder(ctx)
+    if isinstance(dec, MLPDecoder):
+        lins = [m for m in dec.body if isinstance(m, nn.Linear)]
+        tanh = dec.activation == "tanh" and len(lins) == 1
+        return DecoderSplit(
+            dec.body, dec.out.weight, dec.out.bias, (lins[0].weight, lins[0].bias) if tanh else None
+        )
+    if isinstance(dec, HeadDecoder):
+        return DecoderSplit(dec.hidden, dec.out.weight, dec.out.bias)
+    _plain(prior, dec)
+    return None
+
+
+def log2_variance(prior, ctx: Any, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``f(z) = offset + log2 sigma2(z, v)`` for z [B, T, D]; ``offset`` [B, T, F].
+
+    For samplers that decode many z against the same context. A tanh ``MLPDecoder`` (outside
+    autograd) runs folded: tanh(u) = 2 sigmoid(2u) - 1, so each tanh layer becomes a sigmoid
+    when the 2 is folded into the layer before (W, b -> 2W, 2b) and the affine part into the
+    layer after (W, b -> 2W, b - W 1); the output layer also takes the log2 e scale and
+    ``offset`` (added inside the matrix product): three passes over [T, F] fewer per decode.
+    """
+    dec = prior.decoder(ctx)
+    if not (isinstance(dec, MLPDecoder) and dec.activation == "tanh") or torch.is_grad_enabled():
+        if not isinstance(dec, (MLPDecoder, HeadDecoder)):
+            _plain(prior, dec)
+        return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
+    lins = [m for m in dec.body if isinstance(m, nn.Linear)] + [dec.out]
+    Ws, bs = [], []
+    for i, lin in enumerate(lins):
+        W, b = lin.weight, lin.bias  # [out, in], [out]
+        if i > 0:  # its input is tanh = 2 s - 1
+            b = b - W.sum(1)
+            W = 2.0 * W
+        scale = 2.0 if i < len(lins) - 1 else LOG2_E  # into sigmoid(2u), or into log2
+        Ws.append((W * scale).t().contiguous())
+        bs.append(b * scale)
+    F = offset.shape[-1]
+    out_base = (offset + bs[-1]).reshape(-1, F)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        h = z.reshape(-1, z.shape[-1])
+        for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+            h = torch.addmm(b, h, W).sigmoid_()
+        return torch.addmm(out_base, h, Ws[-1]).view(offset.shape)
+
+    return f
+
+
+def log_prior(prior, z: torch.Tensor, ctx: Any = None) -> torch.Tensor:
+    """log p(z|v) summed over the latent dimension: [..., B, T] (a sequence prior: log
+    p(z_t | z_<t, v) per frame)."""
+    if prior.standard_prior:
+        return -0.5 * (z.square().sum(-1) + z.shape[-1] * LOG_2PI)
+    mu, logvar = prior.prior(z, ctx)
+    return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def prior_scorer(prior, ctx: Any, like: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``f(z) = log p(z|v)`` up to an additive constant, for samplers that score many z.
+
+    N(0, I): -|z|^2 / 2. A frame-wise prior's p(z|v) does not depend on z: it is computed
+    once here (``like``, a latent [..., B, T, D], gives the shape), not at every step. A
+    sequence prior's p(z_t | z_<t) is recomputed for each z."""
+    if prior.standard_prior:
+        return lambda z: torch.linalg.vecdot(z, z).mul_(-0.5)
+    if not prior.framewise:
+        return lambda z: log_prior(prior, z, ctx)
+    mu, logvar = prior.prior(like, ctx)
+    mu = mu.detach() if isinstance(mu, torch.Tensor) else mu
+    prec = torch.exp(-logvar).detach()
+    return lambda z: -0.5 * ((z - mu).square() * prec).sum(-1)

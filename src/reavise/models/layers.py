@@ -1,0 +1,167 @@
+"""Layers and loss terms shared by the speech priors (one place for each).
+
+* ``mlp`` / ``Tanh``: the dense stacks of the published VAEs;
+* ``input_features``: the encoder's view of the power spectrogram;
+* ``reparameterise``, ``gaussian_kl``, ``kl_to_standard_normal``, ``is_divergence``,
+  ``reduce_loss``: the pieces of the negative ELBO;
+* ``MLPDecoder`` / ``HeadDecoder``: what a prior's ``decoder(ctx)`` may return to show its
+  structure (an MLP, or a hidden map then a linear output layer), so that
+  ``reavise.inference.fastpath`` can run it its own way; any other callable is decoded as is;
+* ``TwoStream``: an MLP over the fusion of an audio-side stream and the visual stream.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .fusion import build_fusion
+
+LOG_2PI = math.log(2 * math.pi)
+LOG2_E = 1.0 / math.log(2.0)
+
+
+class Tanh(nn.Module):
+    """tanh(x) computed as 2 sigmoid(2x) - 1: the same function (absolute error < 3e-7 in
+    float32) but about 4x faster than ``torch.tanh`` on CPU (measured 18 vs 79 us for a
+    301 x 128 tensor, 1 thread), and the decoder's tanh is on the MCEM hot path."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(x * 2.0)
+        if torch.is_grad_enabled() and s.requires_grad:
+            return s * 2.0 - 1.0  # autograd needs sigmoid's output unchanged
+        return s.mul_(2.0).sub_(1.0)
+
+
+ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def mlp(sizes: list[int] | tuple[int, ...], activation: str) -> nn.Sequential:
+    """Dense layers with an activation after each (the published VAEs use tanh)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {sorted(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+def input_features(power: torch.Tensor, transform: str) -> torch.Tensor:
+    """Encoder input from the power spectrogram: raw power (published models) or log power."""
+    if transform == "power":
+        return power
+    if transform == "log":
+        return torch.log(power + 1e-8)
+    raise ValueError(f"unknown input transform {transform!r} (power, log)")
+
+
+# --- the negative ELBO ------------------------------------------------------------------
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + eps exp(logvar / 2), eps ~ N(0, I) (torch's global generator)."""
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def is_divergence(power: torch.Tensor, log_v: torch.Tensor) -> torch.Tensor:
+    """Itakura-Saito divergence per frame between |s|^2 and v = exp(log_v): [..., B, T].
+
+    With s ~ CN(0, v), -log p(s|z) = sum_f log v_f + |s_f|^2 / v_f (+ const); subtracting
+    log|s|^2 + 1 gives the IS divergence, zero for a perfect fit (Fevotte et al. 2009).
+    """
+    return (log_v + power * torch.exp(-log_v) - torch.log(power + 1e-10) - 1).sum(-1)
+
+
+def gaussian_kl(
+    mu: torch.Tensor, logvar: torch.Tensor, pmu: torch.Tensor, plogvar: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(pmu, e^plogvar)) summed over the last (latent) dimension."""
+    return 0.5 * (
+        plogvar - logvar + (torch.exp(logvar) + (mu - pmu) ** 2) * torch.exp(-plogvar) - 1
+    ).sum(-1)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, e^logvar) || N(0, I)) summed over the latent dimension."""
+    return 0.5 * (torch.exp(logvar) + mu**2 - 1 - logvar).sum(-1)
+
+
+def reduce_loss(
+    recon: torch.Tensor, kl: torch.Tensor, frame_mask: torch.Tensor | None, beta: float
+) -> dict[str, torch.Tensor]:
+    """Masked means over frames of the reconstruction and KL terms; loss = recon + beta KL."""
+    if frame_mask is None:
+        frame_mask = torch.ones_like(recon, dtype=torch.bool)
+    m = frame_mask.to(recon.dtype)
+    n = m.sum().clamp_min(1.0)
+    recon_m = (recon * m).sum() / n
+    kl_m = (kl * m).sum() / n
+    return {"loss": recon_m + beta * kl_m, "recon": recon_m, "kl": kl_m}
+
+
+# --- decoders that show their structure -------------------------------------------------
+@dataclass(frozen=True)
+class MLPDecoder:
+    """log sigma2(z) = out(body(z)), ``body`` a stack of (Linear, activation) from :func:`mlp`."""
+
+    body: nn.Sequential
+    out: nn.Linear
+    activation: str
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(z))
+
+
+@dataclass(frozen=True)
+class HeadDecoder:
+    """log sigma2(z) = out(hidden(z)): any hidden map (e.g. bound to a video context), then a
+    linear output layer."""
+
+    hidden: Callable[[torch.Tensor], torch.Tensor]
+    out: nn.Linear
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(z))
+
+
+# --- two streams ------------------------------------------------------------------------
+class TwoStream(nn.Module):
+    """An MLP over fuse(audio stream, visual stream): hidden sizes ``sizes`` -> out [..., sizes[-1]].
+
+    concat: MLP([a; v]) exactly as the AV-VAE (Sadeghi et al. 2020). Otherwise the audio stream
+    is first projected to sizes[0] (with activation), fused with the visual features into
+    sizes[0], and the remaining layers follow. ``da=0`` makes the audio stream a learned token.
+    ``forward`` returns (features, per-frame (audio, visual) weights [..., B, T, 2]).
+    """
+
+    def __init__(self, kind: str, da: int, dv: int, sizes: list[int], act: str, heads: int,
+                 window: int, bidirectional: bool = False):
+        super().__init__()
+        self.kind = kind
+        self.null = nn.Parameter(torch.zeros(sizes[0])) if da == 0 else None
+        if kind == "concat":
+            self.pre = None
+            self.fusion = build_fusion("concat", max(da, 0), dv, 0)
+            self.post = mlp([da + dv, *sizes], act)
+        else:
+            self.pre = mlp([da, sizes[0]], act) if da > 0 else None
+            self.fusion = build_fusion(kind, sizes[0], dv, sizes[0], heads, window, bidirectional)
+            out = self.fusion.out_dim
+            if len(sizes) > 1:
+                self.post = mlp([out, *sizes[1:]], act)
+            else:  # one hidden layer: map the fused features back to its size if needed
+                self.post = mlp([out, sizes[0]], act) if out != sizes[0] else nn.Identity()
+
+    def forward(self, audio: torch.Tensor | None, visual, valid):
+        if self.null is not None:
+            B, T = visual.shape[:2]
+            if self.kind == "concat":
+                audio = visual.new_zeros(B, T, 0)
+            else:
+                audio = self.null.expand(B, T, -1)
+        elif self.pre is not None:
+            audio = self.pre(audio)
+        fused, w = self.fusion(audio, visual, valid)
+        return self.post(fused), w
