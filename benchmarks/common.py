@@ -19,15 +19,19 @@ def shared_available() -> bool:
     return (SHARED / "ntcd-timit-sample" / "noisy.wav").exists()
 
 
-def published_prior(workdir: Path):
-    """The published A-VAE imported into a reavise checkpoint (None without shared data)."""
+#: the published checkpoints under ../shared/data/reference-checkpoints: name -> state_dict
+PUBLISHED = {"a-vae": "a-vae/A-VAE.pt", "rvae": "rvae/RVAE.pt", "a-dkf": "a-dkf/A-DKF.pt"}
+
+
+def published_prior(workdir: Path, name: str = "a-vae"):
+    """A published prior (``PUBLISHED``) imported into a reavise checkpoint (None without
+    shared data)."""
     from reavise.models.checkpoint import import_published, load_checkpoint
 
     if not shared_available():
         return None
-    ck = import_published(
-        SHARED / "reference-checkpoints" / "a-vae" / "A-VAE.pt", workdir / "published-a-vae.pt"
-    )
+    src = SHARED / "reference-checkpoints" / PUBLISHED[name]
+    ck = import_published(src, workdir / f"published-{name}.pt")
     return load_checkpoint(ck)
 
 

@@ -3,8 +3,9 @@
     python benchmarks/run.py --out runs/bench [--only published,mcem,synth] [--repeat 3]
 
 Sections:
-- published: the published A-VAE (imported) + VEM / MCEM / Langevin EM on the real
-  NTCD-TIMIT sample (needs ../shared/data): SI-SDR, PESQ-WB, ESTOI, wall time, real-time factor.
+- published: the published A-VAE (imported) + VEM / MCEM / Langevin EM, and the published
+  RVAE and A-DKF + Langevin EM, on the real NTCD-TIMIT sample (needs ../shared/data): SI-SDR,
+  PESQ-WB, ESTOI, wall time (in process, after a warm-up), real-time factor.
 - mcem: each of MCEM's fast paths on this CPU (torch code, native kernels with a float32
   decoder, native kernels with int8 decoder products), which one the default
   (``int8_decoder=auto``) chose and its measurement, against a straightforward NumPy port of
@@ -42,17 +43,28 @@ def bench_published(repeat: int) -> dict:
         a = build_algorithm(algo)
         med, times, res = timed(lambda a=a: enhance_waveforms(prior, a, [noisy], seed=0)[0], repeat)
         m = evaluate_pair(res.speech, clean, noisy=noisy)
-        rows.append(
-            {
-                "method": f"A-VAE (published) + {algo.upper() if algo != 'langevin' else 'Langevin EM'}",
-                **_metrics(m),
-                "si_sdr_i": round(m["si_sdr_i"], 2),
-                "wall_s": round(med, 3),
-                "rtf": round(med / dur, 3),
-                "times": [round(t, 3) for t in times],
-            }
-        )
+        rows.append(_row(f"A-VAE (published) + {algo.upper() if algo != 'langevin' else 'Langevin EM'}",
+                         m, med, dur, times))  # fmt: skip
+    # the published sequence priors with their own Langevin EM settings (inference_defaults)
+    for name, label in (("rvae", "RVAE"), ("a-dkf", "A-DKF")):
+        with tempfile.TemporaryDirectory() as tmp:
+            seq = published_prior(Path(tmp), name)
+        a = build_algorithm("langevin")
+        med, times, res = timed(lambda a=a, seq=seq: enhance_waveforms(seq, a, [noisy], seed=0)[0], repeat)
+        rows.append(_row(f"{label} (published) + Langevin EM", evaluate_pair(res.speech, clean, noisy=noisy),
+                         med, dur, times))  # fmt: skip
     return {"audio_seconds": dur, "rows": rows}
+
+
+def _row(method: str, m: dict, med: float, dur: float, times: list[float]) -> dict:
+    return {
+        "method": method,
+        **_metrics(m),
+        "si_sdr_i": round(m["si_sdr_i"], 2),
+        "wall_s": round(med, 3),
+        "rtf": round(med / dur, 3),
+        "times": [round(t, 3) for t in times],
+    }
 
 
 def _metrics(m: dict) -> dict:
@@ -199,7 +211,7 @@ def to_markdown(report: dict) -> str:
     if "published" in report:
         p = report["published"]
         lines += [
-            f"## Published A-VAE on the NTCD-TIMIT sample ({p['audio_seconds']:.1f} s)",
+            f"## Published priors on the NTCD-TIMIT sample ({p['audio_seconds']:.1f} s)",
             "",
             "| method | SI-SDR (dB) | SI-SDRi (dB) | PESQ-WB | ESTOI | wall (s) | RTF |",
             "| --- | --- | --- | --- | --- | --- | --- |",
