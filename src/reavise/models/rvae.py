@@ -87,6 +87,10 @@ class RVAE(SpeechPrior):
     inference_defaults = {
         "langevin": {"n_steps": 1, "n_samples": 1, "step_size": 0.01, "n_chains": 1,
                      "prior_weight": 2.0, "extra_noise": 0.02, "nmf_rank": 8, "grad_clip": 1e30},
+        # the published MALA EM: 10 steps (5 kept) of eta 0.01, tamed drift, prior weight 2,
+        # frame-wise acceptance, a perturbation of variance 0.01 after each E-step
+        "mala": {"n_steps": 10, "n_samples": 5, "step_size": 0.01, "prior_weight": 2.0,
+                 "tamed": True, "acceptance": "frame", "extra_noise": 0.01, "nmf_rank": 8},
     }  # fmt: skip
     standard_prior = True
 
