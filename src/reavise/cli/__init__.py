@@ -3,7 +3,7 @@
 This package holds the app, :func:`main` and the error mapping; ``options`` the option
 callbacks and helpers the commands share; one module per command group (``train``,
 ``enhance``, ``evaluate``, ``models``, ``import_checkpoint``, ``benchmark``, ``report``,
-``data``), each a thin call into the library with a ``register(app)`` that adds its commands.
+``data``, ``lipreader``), each a thin call into the library with a ``register(app)`` that adds its commands.
 The command modules import ``options``, never this module, and this module imports them only
 when the command tree is built: no import cycle, and ``--help`` loads no torch.
 
@@ -40,9 +40,19 @@ def _register() -> None:
     ``data`` is a group, listed last)."""
     if getattr(_register, "done", False):
         return
-    from . import benchmark, data, enhance, evaluate, import_checkpoint, models, report, train
+    from . import (
+        benchmark,
+        data,
+        enhance,
+        evaluate,
+        import_checkpoint,
+        lipreader,
+        models,
+        report,
+        train,
+    )
 
-    for module in (evaluate, train, enhance, import_checkpoint, models, benchmark, report):
+    for module in (evaluate, train, lipreader, enhance, import_checkpoint, models, benchmark, report):
         module.register(app)
     data_app = typer.Typer(help=data.HELP, no_args_is_help=True)
     data.register(data_app)
