@@ -123,6 +123,8 @@ def valid_value(param, files, n: int) -> str:
         if info.exists or info.callback is options.checkpoint:
             return str(files["dir"] if not info.file_okay else files["file"])
         return str(files["out"] / f"o{n}")
+    if base in (int, float):  # a required number (e.g. data holdout --n)
+        return "1"
     return "generic"
 
 

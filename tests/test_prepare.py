@@ -370,3 +370,29 @@ def test_grid_real_clip_rois(shared_data, tmp_path):
     rois, valid, fps = extract_mouth_rois_from_video(clip)
     assert valid.all() and fps == pytest.approx(25.0)
     assert np.abs(load_lips(out / row["lips"]) - rois).max() <= 0.5 / 255 + 1e-6
+
+
+def test_hold_out_moves_n_train_utterances_to_a_split_of_their_own(tmp_path):
+    import json
+
+    from reavise.data.manifest import hold_out, read_manifest, write_manifest
+    from reavise.errors import InputError
+
+    src = tmp_path / "corpus"
+    src.mkdir()
+    rows = [{"id": f"u{i}", "speaker": "s1", "split": "train" if i < 8 else "test", "audio": f"audio/u{i}.wav",
+             "lips": f"lips/u{i}.npy", "duration": 1.0, "fps": 25.0} for i in range(10)]  # fmt: skip
+    write_manifest(src, rows)
+    (src / "corpus.json").write_text(json.dumps({"kind": "grid"}))
+    counts = hold_out(src, tmp_path / "view", 3, seed=1)
+    assert counts == {"train": 5, "dev": 3, "test": 2}
+    view = read_manifest(tmp_path / "view")
+    dev = {r["id"] for r in view if r["split"] == "dev"}
+    assert len(dev) == 3 and dev <= {f"u{i}" for i in range(8)}  # drawn from train only
+    assert dev == {r["id"] for r in read_manifest(hold_out(src, tmp_path / "again", 3, seed=1) and tmp_path / "again")
+                   if r["split"] == "dev"}  # fmt: skip
+    assert view[0]["audio"] == str(src.resolve() / "audio/u0.wav")  # the corpus's own files
+    meta = json.loads((tmp_path / "view" / "corpus.json").read_text())
+    assert meta["kind"] == "grid" and meta["derived"]["held_out"] == 3
+    with pytest.raises(InputError, match="--n"):
+        hold_out(src, tmp_path / "bad", 8, seed=1)

@@ -172,9 +172,25 @@ def mix_command(
     )
 
 
+def holdout_cmd(
+    corpus: Path = typer.Argument(..., exists=True, file_okay=False, help="Corpus folder (with manifest.jsonl)."),
+    out: Path = typer.Option(..., "--out", file_okay=False, callback=output_dir, help="Folder of the view to write."),
+    n: int = typer.Option(..., "--n", min=1, help="Utterances to hold out."),
+    source: str = typer.Option("train", "--from", help="Split they come from."),
+    name: str = typer.Option("dev", "--name", help="Name of the held-out split."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Random seed of the draw."),
+) -> None:
+    """Hold out N utterances of a split as your own validation split (a view: no copies)."""
+    from ..data.manifest import hold_out
+
+    counts = hold_out(corpus, out, n, seed, source=source, name=name)
+    typer.echo(f"{out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" (seed {seed})")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``data`` commands (synth, preview, prepare, mix) to ``app``."""
+    """Add the ``data`` commands (synth, preview, prepare, mix, holdout) to ``app``."""
     app.command("synth")(synth_cmd)
     app.command("preview")(preview_cmd)
     app.command("prepare")(prepare)
     app.command("mix")(mix_command)
+    app.command("holdout")(holdout_cmd)

@@ -94,3 +94,42 @@ def speakers_by_split(splits: dict[str, str]) -> dict[str, list[str]]:
     for spk in sorted(splits):
         out[splits[spk]].append(spk)
     return out
+
+
+def hold_out(
+    corpus: str | os.PathLike, out: str | os.PathLike, n: int, seed: int,
+    source: str = "train", name: str = "dev",
+) -> dict[str, int]:
+    """A view of ``corpus`` in ``out`` with ``n`` of its ``source`` utterances moved to split
+    ``name`` (drawn with ``seed``): a validation set of one's own, for tuning on data that
+    neither training nor the test split sees. The view's rows point at the corpus's files
+    (absolute paths: nothing is copied); its ``corpus.json`` says where it comes from.
+    Returns the utterances per split."""
+    corpus, out = Path(corpus).resolve(), Path(out)
+    rows = read_manifest(corpus)
+    pool = sorted(r["id"] for r in rows if r["split"] == source)
+    if not 0 < n < len(pool):
+        raise InputError(f"--n: must be between 1 and {len(pool) - 1} ({len(pool)} {source} utterances), got {n}")
+    if name in {r["split"] for r in rows}:
+        raise InputError(f"--name: {corpus} already has a {name!r} split")
+    held = set(np.random.default_rng(seed).choice(pool, n, replace=False).tolist())
+    out.mkdir(parents=True, exist_ok=True)
+    view = []
+    for r in rows:
+        r = dict(r)
+        for key in ("audio", "lips", "valid"):
+            if r.get(key) is not None:
+                r[key] = str(corpus / r[key])
+        if r["id"] in held:
+            r["split"] = name
+        view.append(r)
+    meta_path = corpus / "corpus.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["derived"] = {"from": str(corpus), "held_out": n, "split": name, "source": source, "seed": seed}
+    counts: dict[str, int] = {}
+    for r in view:
+        counts[r["split"]] = counts.get(r["split"], 0) + 1
+    meta["split_utterances"] = counts
+    write_manifest(out, view)
+    atomic_write(out / "corpus.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, sort_keys=True)))
+    return counts

@@ -1,9 +1,11 @@
-"""Speech priors shipped with reavise, pretrained on the built-in synthetic corpus.
+"""Speech priors shipped with reavise: pretrained on the built-in synthetic corpus, and on the
+real face videos of GRID talker s1 (CC BY 4.0).
 
 ``resolve(name_or_path)`` is the one place where a checkpoint argument (``--model``, a
 benchmark config's ``checkpoint:``) becomes a file: an existing path wins, otherwise a shipped
 prior's name. Data, recipe, seed and licence of each file: ``MODEL_CARD.md`` beside this
-module; ``make pretrained`` rebuilds them (recipes in ``configs/pretrained/``).
+module; ``make pretrained`` rebuilds the synthetic ones (recipes in ``configs/pretrained/``),
+``make pretrained-grid`` the GRID ones (recipes in ``configs/grid/``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ HERE = Path(__file__).resolve().parent
 SHIPPED: dict[str, str] = {
     "a-vae-synth": "a-vae-synth.pt",
     "av-cvae-synth": "av-cvae-synth.pt",
+    "grid-s1-a-vae": "grid-s1-a-vae.pt",
+    "grid-s1-av-concat": "grid-s1-av-concat.pt",
+    "grid-s1-av-attention": "grid-s1-av-attention.pt",
 }
 
 
