@@ -65,18 +65,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--utterances", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                    help="another prior to score beside the shipped ones (e.g. reliability=runs/grid/rel/model.pt)")
     args = ap.parse_args()
+    extra = dict(x.split("=", 1) for x in args.extra)
+    models = [*MODELS, *extra]
     reavise = str(Path(sys.executable).parent / "reavise")
     dirs = views(args.mix, args.out, args.utterances)
     res: dict[tuple[str, str], dict[str, float]] = {}
     rtf: dict[tuple[str, str], float] = {}
-    for model in MODELS:
+    for model in models:
         for tag, d in dirs.items():
             if model == "grid-s1-a-vae" and tag != "clean":
                 res[model, tag], rtf[model, tag] = res[model, "clean"], rtf[model, "clean"]
                 continue
             o = args.out / "enhanced" / f"{model}-{tag}"
-            run = subprocess.run([reavise, "enhance", str(d / "noisy"), "-o", str(o), "--model", model, "--algo",
+            run = subprocess.run([reavise, "enhance", str(d / "noisy"), "-o", str(o), "--model", extra.get(model, model), "--algo",
                                   "mcem", "--seed", str(args.seed), "--threads", "1", "--overwrite"],
                                  check=True, capture_output=True, text=True)  # fmt: skip
             found = re.search(r"real-time factor ([0-9.]+)", run.stdout + run.stderr)
@@ -90,7 +94,7 @@ def main() -> None:
     for tag, label in CONDITIONS.items():
         base = res["grid-s1-a-vae", tag]
         keys = sorted(base)
-        for model in MODELS:
+        for model in models:
             s = np.array([res[model, tag][k] for k in keys])
             row = f"| `{model}` | {label} | {s.mean():.2f} |"
             for ref in ("grid-s1-a-vae", "grid-s1-av-concat"):
