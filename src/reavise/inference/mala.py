@@ -84,10 +84,10 @@ class MALAEM(EMAlgorithm):
         norm = (grad.square().sum(-1) * mask).sum(-1).sqrt()[:, None, None]  # [B, 1, 1]
         return half * grad / (1.0 + half * norm)
 
-    def _target(self, prior, P, ctx, nmf, z):
-        """(log pi per frame [B, T], its gradient in z, log sigma2(z)) at z [B, T, D]."""
+    def _target(self, prior, P, ctx, nmf, z, score):
+        """(log pi per frame [B, T], its gradient in z, log sigma2(z)) at z [B, T, D];
+        ``score``: ``fastpath.prior_scorer`` of this E-step."""
         w = self.config.prior_weight
-        score = fastpath.prior_scorer(prior, ctx, z)
         with torch.enable_grad():
             leaf = z.detach().requires_grad_(True)
             logv = prior.decode(leaf, ctx)
@@ -105,14 +105,15 @@ class MALAEM(EMAlgorithm):
             z = z + math.sqrt(cfg.extra_noise) * draws.like(z)
         state.started = True
         per_frame = cfg.acceptance == "frame" or (cfg.acceptance == "auto" and prior.framewise)
-        lp, grad, logv = self._target(prior, P, ctx, nmf, z)  # the noise model changed: anew
+        score = fastpath.prior_scorer(prior, ctx, z)  # p(z|v) once per E-step (frame-wise priors)
+        lp, grad, logv = self._target(prior, P, ctx, nmf, z, score)  # the noise model changed: anew
         eps = draws.like(z, torch.randn, (cfg.n_steps,))
         log_u = draws.frames(torch.rand, (cfg.n_steps,), (), z.dtype, fill=0.5).log_()
         samples, variances = [], []
         for step in range(cfg.n_steps):
             mean = z + self._drift(grad, mask)
             z_new = mean + math.sqrt(eta) * eps[step]
-            lp_new, grad_new, logv_new = self._target(prior, P, ctx, nmf, z_new)
+            lp_new, grad_new, logv_new = self._target(prior, P, ctx, nmf, z_new, score)
             mean_back = z_new + self._drift(grad_new, mask)
             # log q(z | z') - log q(z' | z) per frame
             log_q = ((z_new - mean).square().sum(-1) - (z - mean_back).square().sum(-1)) / (2 * eta)
@@ -126,7 +127,7 @@ class MALAEM(EMAlgorithm):
             if per_frame and not prior.framewise:
                 # frames of a sequence prior accepted apart: the target and its gradient at
                 # the mixed sequence are not the frames' mix; computed anew
-                lp, grad, logv = self._target(prior, P, ctx, nmf, z)
+                lp, grad, logv = self._target(prior, P, ctx, nmf, z, score)
             else:
                 grad = torch.where(acc, grad_new, grad)
                 logv = torch.where(acc, logv_new, logv)
