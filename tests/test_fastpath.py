@@ -12,7 +12,8 @@ from reavise.inference import build_algorithm, fastpath
 from reavise.inference.switch import state_posterior
 from reavise.models import PRIORS, SpeechPrior, build_prior
 from reavise.models.base import ModalitySwitch
-from reavise.models.layers import HeadDecoder, MLPDecoder
+from reavise.models.fusion import FUSIONS
+from reavise.models.layers import ConditionedMLPDecoder, HeadDecoder, MLPDecoder
 
 SEQ = {"rvae": dict(x_dim=16, z_dim=3, dim_rnn_g_x=8, dim_rnn_g_z=8, dim_rnn_h=8),
        "dkf": dict(x_dim=16, z_dim=3, dense_x_gx=[8], dim_rnn_gx=8, dense_z_x=[8])}  # fmt: skip
@@ -31,8 +32,8 @@ def _prior(name: str):
 
 
 #: the path each registered prior is expected to get (a new prior must be listed here)
-EXPECTED = {"a-vae": "folded-mlp", "min-vae": "folded-mlp", "av-vae": "split-head",
-            "av-cvae": "split-head", "switching": "plain", "rvae": "plain", "dkf": "plain"}  # fmt: skip
+EXPECTED = {"a-vae": "folded-mlp", "min-vae": "folded-mlp", "av-vae": "folded-mlp",
+            "av-cvae": "folded-mlp", "switching": "plain", "rvae": "plain", "dkf": "plain"}  # fmt: skip
 
 
 def test_every_registered_prior_has_an_expected_path():
@@ -111,9 +112,46 @@ def test_a_forwarding_wrapper_keeps_the_path_and_a_changing_one_falls_back_corre
 
 
 def test_decoders_show_their_structure():
-    m, ctx = _prior("av-cvae")
-    assert isinstance(m.decoder(ctx), HeadDecoder)
+    m, ctx = _prior("av-cvae")  # concatenation: the lips folded into the first layer
+    assert isinstance(m.decoder(ctx), ConditionedMLPDecoder)
     assert isinstance(_prior("a-vae")[0].decoder(), MLPDecoder)
+    gated = build_prior("av-cvae", tiny_config(fusion="gated"))
+    assert isinstance(gated.decoder(gated.context(None, None)), HeadDecoder)
+
+
+#: the decoder path of the AV priors by fusion: pass-through fusions fold the lips in
+FUSION_PATH = {"concat": "folded-mlp", "frame_attention": "folded-mlp", "gated": "split-head",
+               "cross_attention": "split-head", "reliability": "split-head"}  # fmt: skip
+
+
+def test_every_fusion_has_an_expected_decoder_path():
+    assert sorted(FUSION_PATH) == sorted(FUSIONS)
+
+
+@pytest.mark.parametrize("kind", sorted(FUSION_PATH))
+@pytest.mark.parametrize("name", ["av-vae", "av-cvae"])
+@pytest.mark.parametrize("video", ["valid", "some-invalid", "none"])
+def test_every_fusion_decoder_equals_its_two_stream_forward(kind, name, video):
+    """The decoder view (folded lips or not) and the fast paths give what the fused MLP
+    itself computes from [z; v], with and without (valid) video, z with sample dims."""
+    torch.manual_seed(1)
+    m = build_prior(name, tiny_config(fusion=kind, hidden=[16, 8])).double().eval()
+    g = torch.Generator().manual_seed(3)
+    _, v = av_batch(2, 6, g)
+    valid = torch.ones(2, 6, dtype=torch.bool)
+    if video == "some-invalid":
+        valid[0, 2:4] = False
+    ctx = m.context(None if video == "none" else v.double(), valid)
+    z = torch.randn(3, 2, 6, m.z_dim, dtype=torch.float64)
+    with torch.no_grad():
+        want = m.dec_logvar(m._dec_hidden(z, ctx)[0])
+        assert torch.allclose(m.decode(z, ctx), want, atol=1e-12)
+        assert fastpath.describe(m, ctx) == FUSION_PATH[kind]
+        off = torch.randn(3, 2, 6, m.config.x_dim, dtype=torch.float64)
+        got = fastpath.log2_variance(m, ctx, off)(z)
+        assert torch.allclose(got, off + want / math.log(2.0), atol=1e-10)
+        split = fastpath.decoder_split(m, ctx)
+        assert torch.allclose(split.hidden(z) @ split.weight.t() + split.bias, want, atol=1e-12)
 
 
 def test_switch_posterior_is_explicit_and_matches_a_plain_forward_backward():

@@ -284,6 +284,32 @@ def test_int8_decoder_of_an_attention_prior_with_video(decoder_video):
 
 
 @needs_native
+@pytest.mark.parametrize("fusion", ["concat", "frame_attention"])
+def test_int8_decoder_of_a_pass_through_fusion_folds_the_lips_into_a_per_frame_bias(fusion):
+    """concat / frame_attention: the C tanh layer with a per-frame bias (the lips), repeated
+    over leading sample dims; a new context rebinds the bias."""
+    from reavise.inference.mcem import MCEM
+
+    prior = _tiny_av(fusion=fusion)
+    g = torch.Generator().manual_seed(6)
+    video = torch.rand(2, 30, 12, 12, generator=g)
+    valid = torch.rand(2, 30, generator=g) > 0.3
+    with torch.no_grad():
+        state = MCEMState(z=torch.zeros(3, 2, 30, 4))
+        for trial in range(2):  # the second context: other lips, the same state
+            ctx = prior.context(video if trial == 0 else video.flip(1), valid)
+            z = torch.randn(3, 2, 30, 4, generator=g)
+            dec = MCEM._int8_decoder(prior, ctx, z, state, True)
+            assert dec is not None and dec.rowscale is None and dec.bias_rows == 60
+            dec.products(z)
+            offset = torch.randn(3, 2, 30, 65, generator=g)
+            u = dec.dequant((offset + dec.bias_log2).contiguous())
+            ref = offset.double() + prior.decode(z, ctx).double() / math.log(2)
+            err = (u.double() - ref).abs()
+            assert err.max() < 2e-3 and err.square().mean().sqrt() < 3e-4, trial
+
+
+@needs_native
 def test_the_portable_build_passes_these_tests_too(tmp_path):
     """Without AVX-512 the kernels compile their plain C loops: run this file against them."""
     probe = subprocess.run(["cc", "-march=native", "-dM", "-E", "-x", "c", "/dev/null"],

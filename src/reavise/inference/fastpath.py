@@ -8,7 +8,11 @@ names or its class, and falls back to the plain call otherwise:
   folded decoder of :func:`log2_variance` (tanh's affine part, the log2 e scale and the
   E-step's offset folded into the weights), and the int8 output layer of MCEM
   (:func:`decoder_split`, ``reavise.native.Int8Decoder``, with the tanh layer computed in C);
-* a ``layers.HeadDecoder`` (AV-VAE, AV-CVAE): the int8 output layer over the hidden map;
+* a ``layers.ConditionedMLPDecoder`` (AV-VAE, AV-CVAE with concat or frame_attention in the
+  decoder: the lips folded into a per-frame bias of the first layer): folded like the A-VAE's,
+  with that bias; int8 output layer over its hidden map;
+* a ``layers.HeadDecoder`` (AV-VAE, AV-CVAE with gated or cross-attention fusion): the int8
+  output layer over the hidden map;
 * ``standard_prior``: log p(z) = -|z|^2 / 2 without calling ``prior``; a frame-wise prior's
   p(z|v) is computed once per E-step (:func:`prior_scorer`), a sequence prior's at each call.
 
@@ -27,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.layers import LOG2_E, LOG_2PI, HeadDecoder, MLPDecoder
+from ..models.layers import LOG2_E, LOG_2PI, ConditionedMLPDecoder, HeadDecoder, MLPDecoder
 
 log = logging.getLogger(__name__)
 _reported: set[str] = set()
@@ -40,16 +44,17 @@ class DecoderSplit:
     hidden: Callable[[torch.Tensor], torch.Tensor]  # z [..., B, T, D] -> [..., B, T, H]
     weight: torch.Tensor  # [F, H]
     bias: torch.Tensor  # [F]
-    #: (W1 [H, D], b1 [H]) when hidden(z) is exactly tanh(W1 z + b1) (values in [-1, 1])
+    #: (W1 [H, D], b1 [H] or per frame [B, T, H]) when hidden(z) is exactly tanh(W1 z + b1)
+    #: (values in [-1, 1])
     tanh_layer: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def describe(prior, ctx: Any = None) -> str:
     """The decoder path ``prior`` gets: "folded-mlp", "split-head" or "plain"."""
     dec = prior.decoder(ctx)
-    if isinstance(dec, MLPDecoder) and dec.activation == "tanh":
+    if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh":
         return "folded-mlp"
-    if isinstance(dec, (MLPDecoder, HeadDecoder)):
+    if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder)):
         return "split-head"
     return "plain"
 
@@ -72,6 +77,10 @@ def decoder_split(prior, ctx: Any) -> DecoderSplit | None:
         return DecoderSplit(
             dec.body, dec.out.weight, dec.out.bias, (lins[0].weight, lins[0].bias) if tanh else None
         )
+    if isinstance(dec, ConditionedMLPDecoder):  # the first layer with a per-frame bias
+        one = dec.activation == "tanh" and not any(isinstance(m, nn.Linear) for m in dec.mlp.rest)
+        tanh = (dec.mlp.weight, dec.mlp.bias) if one else None
+        return DecoderSplit(dec.mlp, dec.out.weight, dec.out.bias, tanh)
     if isinstance(dec, HeadDecoder):
         return DecoderSplit(dec.hidden, dec.out.weight, dec.out.bias)
     _plain(prior, dec)
@@ -88,26 +97,38 @@ def log2_variance(prior, ctx: Any, offset: torch.Tensor) -> Callable[[torch.Tens
     ``offset`` (added inside the matrix product): three passes over [T, F] fewer per decode.
     """
     dec = prior.decoder(ctx)
-    if not (isinstance(dec, MLPDecoder) and dec.activation == "tanh") or torch.is_grad_enabled():
-        if not isinstance(dec, (MLPDecoder, HeadDecoder)):
+    foldable = isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh"
+    if not foldable or torch.is_grad_enabled():
+        if not isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder)):
             _plain(prior, dec)
         return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
-    lins = [m for m in dec.body if isinstance(m, nn.Linear)] + [dec.out]
+    if isinstance(dec, ConditionedMLPDecoder):
+        # first layer: z W^T + c with c the per-frame bias [B, T, H] (the lips) or [H]
+        first = [(dec.mlp.weight, dec.mlp.bias)]
+        rest = [m for m in dec.mlp.rest if isinstance(m, nn.Linear)]
+    else:
+        lin = [m for m in dec.body if isinstance(m, nn.Linear)]
+        first, rest = [(lin[0].weight, lin[0].bias)], lin[1:]
+    layers = first + [(m.weight, m.bias) for m in [*rest, dec.out]]
     Ws, bs = [], []
-    for i, lin in enumerate(lins):
-        W, b = lin.weight, lin.bias  # [out, in], [out]
+    for i, (W, b) in enumerate(layers):  # W [out, in], b [out] (the first: [..., out])
         if i > 0:  # its input is tanh = 2 s - 1
             b = b - W.sum(1)
             W = 2.0 * W
-        scale = 2.0 if i < len(lins) - 1 else LOG2_E  # into sigmoid(2u), or into log2
+        scale = 2.0 if i < len(layers) - 1 else LOG2_E  # into sigmoid(2u), or into log2
         Ws.append((W * scale).t().contiguous())
         bs.append(b * scale)
     F = offset.shape[-1]
     out_base = (offset + bs[-1]).reshape(-1, F)
+    W0, b0 = Ws[0], bs[0]
+    per_frame = b0.dim() > 1
 
     def f(z: torch.Tensor) -> torch.Tensor:
-        h = z.reshape(-1, z.shape[-1])
-        for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+        if per_frame:
+            h = torch.matmul(z, W0).add_(b0).sigmoid_().reshape(-1, W0.shape[1])
+        else:
+            h = torch.addmm(b0, z.reshape(-1, z.shape[-1]), W0).sigmoid_()
+        for W, b in zip(Ws[1:-1], bs[1:-1], strict=True):
             h = torch.addmm(b, h, W).sigmoid_()
         return torch.addmm(out_base, h, Ws[-1]).view(offset.shape)
 

@@ -144,7 +144,7 @@ class MCEM(EMAlgorithm):
         if dec is None or dec.P1.shape[0] != N:
             dec = state.int8_decoder = native_kernels.Int8Decoder(split, N)
         else:
-            dec.split = split  # the same weights; the context may be new
+            dec.rebind(split)  # the same weights; the context (a per-frame bias) may be new
         return dec
 
 

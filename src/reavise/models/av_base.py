@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import ReaviseError
 from .base import SpeechPrior
 from .fusion import FUSIONS
-from .layers import HeadDecoder, TwoStream, input_features
+from .layers import ConditionedMLPDecoder, HeadDecoder, TwoStream, input_features
 from .visual import VisualConfig, VisualFrontend
 
 SITES = ("encoder", "decoder", "prior")
@@ -157,7 +157,13 @@ class FusedAV(AVPriorBase):
         feat, valid = ctx.streams(z, self.config.visual_dim)
         return self.dec(z, feat, valid)
 
-    def decoder(self, ctx=None) -> HeadDecoder:
+    def decoder(self, ctx=None) -> HeadDecoder | ConditionedMLPDecoder:
+        """With a pass-through fusion (concat, frame_attention) the lips are folded into a
+        per-frame bias of the first layer once here (``TwoStream.conditioned``), so the EM
+        decodes as fast as an A-VAE; other fusions run for every z."""
+        if self.dec.passthrough:
+            c = self._ctx(ctx) if self.config.decoder_video else AVContext(None, None)
+            return ConditionedMLPDecoder(self.dec.conditioned(c.feat, c.valid), self.dec_logvar)
         return HeadDecoder(lambda z: self._dec_hidden(z, ctx)[0], self.dec_logvar)
 
     def modality_weights(self, z, ctx=None, power=None):

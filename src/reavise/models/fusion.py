@@ -11,7 +11,8 @@ Kinds: ``concat`` (AV-VAE, Sadeghi et al. 2020), ``gated`` (gated multimodal uni
 al. 2017), ``cross_attention`` (local-window multi-head attention, Vaswani et al. 2017; as
 in AV speech separation/recognition, e.g. Afouras et al. 2018), ``reliability`` (product of
 per-modality Gaussian experts, Hinton 2002; Wu & Goodman 2018, with per-frame learned
-uncertainties).
+uncertainties), ``frame_attention`` (per-frame visual weights from the lips alone, over
+local temporal self-attention: reliability weighting at the cost of concatenation).
 """
 
 from __future__ import annotations
@@ -35,9 +36,21 @@ def _valid(valid: torch.Tensor | None, visual: torch.Tensor) -> torch.Tensor:
 
 
 class Fusion(nn.Module):
-    """Base class: ``forward`` = ``fuse``, (fused features, per-frame modality weights)."""
+    """Base class: ``forward`` = ``fuse``, (fused features, per-frame modality weights).
+
+    A *pass-through* fusion (``passthrough = True``) leaves the audio-side stream as it is and
+    appends a visual part that depends on the visual stream alone: ``fuse(a, v) = [a;
+    visual_part(v)]``. The layer after it is then linear in a plus a per-frame term computed
+    once per utterance (``layers.TwoStream.conditioned``), so the EM decodes such a prior
+    about as fast as the audio-only one.
+    """
 
     out_dim: int
+    passthrough = False
+
+    def visual_part(self, visual, valid=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pass-through fusions: (visual features [B, T, Dp], weights [B, T, 2])."""
+        raise NotImplementedError
 
     def fuse(self, audio, visual, valid=None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -50,15 +63,21 @@ class Fusion(nn.Module):
 class ConcatFusion(Fusion):
     """[a; v] with invalid visual frames zeroed; reports fixed 0.5/0.5 weights."""
 
+    passthrough = True
+
     def __init__(self, da: int, dv: int, **_):
         super().__init__()
         self.out_dim = da + dv
 
-    def fuse(self, audio, visual, valid=None):
+    def visual_part(self, visual, valid=None):
         m = _valid(valid, visual)
-        v = (visual * m[..., None].to(visual.dtype)).expand(*audio.shape[:-1], visual.shape[-1])
-        w = torch.full((*audio.shape[:-1], 2), 0.5, dtype=audio.dtype, device=audio.device)
-        return torch.cat([audio, v], -1), w
+        w = torch.full((*visual.shape[:-1], 2), 0.5, dtype=visual.dtype, device=visual.device)
+        return visual * m[..., None].to(visual.dtype), w
+
+    def fuse(self, audio, visual, valid=None):
+        v, w = self.visual_part(visual, valid)
+        lead = audio.shape[:-1]
+        return torch.cat([audio, v.expand(*lead, v.shape[-1])], -1), w.expand(*lead, 2)
 
 
 @FUSIONS.register("gated")
@@ -227,6 +246,49 @@ class ReliabilityFusion(Fusion):
         # streams live in different feature spaces; side by side the next layer reads both.
         fused = torch.cat([2 * w[..., :1] * a, 2 * w[..., 1:] * v], -1)
         return fused, w
+
+
+@FUSIONS.register("frame_attention")
+class FrameAttentionFusion(Fusion):
+    """Per-frame modality attention from the visual stream: [a; w_v(t) v'_t].
+
+    The visual features first attend over their neighbours (local multi-head self-attention
+    over frames t-window..t+window, invalid frames masked out of the keys, residual + layer
+    norm: temporal context, as av-dkf's transformer over lip embeddings), then a small head
+    scores each frame's reliability: w_v(t) = sigmoid(s(v'_t)), exactly 0 where the frame is
+    invalid, w_a = 1 - w_v. The audio-side stream passes through unweighted: the visual
+    weight decides how much of the lips reaches the next layer, frame by frame, so a mouth
+    the head judges unreliable (learned from pixels under visual-corruption training) leaves
+    an audio-only model. The weights depend on the video alone, not on z: computed once per
+    utterance, they cost nothing on the EM's hot path (``Fusion.passthrough``), unlike the
+    gated and cross-attention fusions, which are recomputed for every z sample.
+    """
+
+    passthrough = True
+
+    def __init__(self, da: int, dv: int, dim: int, heads: int = 4, window: int = 2, **_):
+        super().__init__()
+        self.out_dim = da + dim
+        self.radius = window
+        self.pv = nn.Linear(dv, dim)
+        self.att = _LocalAttention(dim, heads)
+        self.norm = nn.LayerNorm(dim)
+        self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1))
+        nn.init.zeros_(self.score[-1].weight)
+        nn.init.constant_(self.score[-1].bias, 2.0)  # start by trusting the lips (w_v 0.88)
+
+    def visual_part(self, visual, valid=None):
+        m = _valid(valid, visual)
+        v = self.pv(visual)
+        dv, _ = self.att(v, v, m, self.radius, self_key=False)
+        v = self.norm(v + dv)
+        wv = torch.sigmoid(self.score(v)) * m[..., None].to(v.dtype)
+        return wv * torch.tanh(v), torch.cat([1 - wv, wv], -1)
+
+    def fuse(self, audio, visual, valid=None):
+        v, w = self.visual_part(visual, valid)
+        lead = audio.shape[:-1]
+        return torch.cat([audio, v.expand(*lead, v.shape[-1])], -1), w.expand(*lead, 2)
 
 
 def build_fusion(kind: str, da: int, dv: int, dim: int, heads: int = 4, window: int = 2,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .fusion import build_fusion
+from .fusion import FUSIONS, build_fusion
 
 LOG_2PI = math.log(2 * math.pi)
 LOG2_E = 1.0 / math.log(2.0)
@@ -130,9 +130,11 @@ class HeadDecoder:
 class TwoStream(nn.Module):
     """An MLP over fuse(audio stream, visual stream): hidden sizes ``sizes`` -> out [..., sizes[-1]].
 
-    concat: MLP([a; v]) exactly as the AV-VAE (Sadeghi et al. 2020). Otherwise the audio stream
-    is first projected to sizes[0] (with activation), fused with the visual features into
-    sizes[0], and the remaining layers follow. ``da=0`` makes the audio stream a learned token.
+    concat: MLP([a; v]) exactly as the AV-VAE (Sadeghi et al. 2020); every pass-through fusion
+    (``Fusion.passthrough``: concat, frame_attention) likewise reads the audio stream as it is,
+    MLP([a; visual_part(v)]). Otherwise the audio stream is first projected to sizes[0] (with
+    activation), fused with the visual features into sizes[0], and the remaining layers
+    follow. ``da=0`` makes the audio stream a learned token (empty for pass-through fusions).
     ``forward`` returns (features, per-frame (audio, visual) weights [..., B, T, 2]).
     """
 
@@ -141,10 +143,12 @@ class TwoStream(nn.Module):
         super().__init__()
         self.kind = kind
         self.null = nn.Parameter(torch.zeros(sizes[0])) if da == 0 else None
-        if kind == "concat":
+        self.activation = act
+        self.da = max(da, 0)
+        if FUSIONS.get(kind).passthrough:
             self.pre = None
-            self.fusion = build_fusion("concat", max(da, 0), dv, 0)
-            self.post = mlp([da + dv, *sizes], act)
+            self.fusion = build_fusion(kind, self.da, dv, sizes[0], heads, window, bidirectional)
+            self.post = mlp([self.fusion.out_dim, *sizes], act)
         else:
             self.pre = mlp([da, sizes[0]], act) if da > 0 else None
             self.fusion = build_fusion(kind, sizes[0], dv, sizes[0], heads, window, bidirectional)
@@ -154,10 +158,14 @@ class TwoStream(nn.Module):
             else:  # one hidden layer: map the fused features back to its size if needed
                 self.post = mlp([out, sizes[0]], act) if out != sizes[0] else nn.Identity()
 
+    @property
+    def passthrough(self) -> bool:
+        return self.fusion.passthrough
+
     def forward(self, audio: torch.Tensor | None, visual, valid):
         if self.null is not None:
             B, T = visual.shape[:2]
-            if self.kind == "concat":
+            if self.passthrough:
                 audio = visual.new_zeros(B, T, 0)
             else:
                 audio = self.null.expand(B, T, -1)
@@ -165,3 +173,47 @@ class TwoStream(nn.Module):
             audio = self.pre(audio)
         fused, w = self.fusion(audio, visual, valid)
         return self.post(fused), w
+
+    def conditioned(self, visual: torch.Tensor | None, valid) -> "ConditionedMLP":
+        """This stream (a pass-through fusion) for a fixed visual context: the first layer's
+        visual columns and bias folded into a per-frame bias, computed once. ``visual`` None:
+        no video (the visual part is zero). The same function of the audio stream as
+        ``forward(a, visual, valid)[0]`` up to float rounding."""
+        first, act, da = self.post[0], self.post[1], self.da
+        if visual is None:
+            bias = first.bias
+        else:
+            vp, _ = self.fusion.visual_part(visual, valid)
+            bias = nn.functional.linear(vp, first.weight[:, da:], first.bias)
+        return ConditionedMLP(first.weight[:, :da], bias, act, self.post[2:], self.activation)
+
+
+@dataclass(frozen=True)
+class ConditionedMLP:
+    """h = rest(act(a W^T + c)): an MLP whose first layer's other inputs (the lips) were folded
+    into a per-frame bias ``c`` [B, T, H] (or [H] without video), for a fixed context."""
+
+    weight: torch.Tensor  # [H, Da]
+    bias: torch.Tensor  # [B, T, H] or [H]
+    act: nn.Module
+    rest: nn.Sequential
+    activation: str
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.act(torch.matmul(a, self.weight.t()) + self.bias))
+
+
+@dataclass(frozen=True)
+class ConditionedMLPDecoder:
+    """log sigma2(z) = out(mlp(z)) with ``mlp`` a :class:`ConditionedMLP` (the AV priors with a
+    pass-through fusion in the decoder): the EM's fast paths fold it like the A-VAE's MLP."""
+
+    mlp: ConditionedMLP
+    out: nn.Linear
+
+    @property
+    def activation(self) -> str:
+        return self.mlp.activation
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.mlp(z))

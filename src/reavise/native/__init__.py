@@ -59,7 +59,7 @@ _SIGNATURES = {
     "reavise_energy": [_i, _i, _p, _p, _p, _p, _p],
     "reavise_mh_step": [_i, _i, _i, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p, _p, _p, _p, _p],
     "reavise_nmf_step": [_i, _i, _i, _i, _i, _p, ctypes.c_long, _p, _p, _p, _p, _p],
-    "reavise_hidden_q": [_i, _i, _i, _p, _p, _p, _p, _p, _p, _p],
+    "reavise_hidden_q": [_i, _i, _i, _p, _p, _p, _p, _i, _p, _p, _p],
     "reavise_quantize_rows": [_i, _i, _p, _p, _p, _p],
     "reavise_dequant": [_i, _i, _i, _p, _p, _p, _p, _p, _p],
     "reavise_mh_step_q": [_i, _i, _i, _i, _p, _p, _p, _p, _p, _p, _p, _f, _p, _p, _p, _p, _p, _p,
@@ -378,7 +378,7 @@ class Int8Decoder:
     output column of W become 14-bit fixed-point numbers split in two int8 limbs, multiplied
     by two ``torch._int_mm`` calls (exact int32 sums; about 2.6x cheaper than the float32
     product on a CPU with VNNI, about 25x dearer on one without), and converted back in the kernels (see ``mcem_kernels.c``).
-    ``split`` is ``reavise.inference.fastpath.decoder_split(prior, ctx)``: with ``tanh_layer`` (the A-VAE), h =
+    ``split`` is ``reavise.inference.fastpath.decoder_split(prior, ctx)``: with ``tanh_layer`` (the A-VAE; an AV prior with the lips folded in a per-frame b1), h =
     tanh(W1 z + b1) is computed in C on the fixed range [-1, 1]; otherwise h comes from torch
     and each frame gets its own scale (max |h|). Log-variance error ~1e-4 (tests, ``make
     bench``). ``MCEMConfig.int8_decoder``: "auto" uses it where ``decoder_path`` measured it
@@ -390,10 +390,11 @@ class Int8Decoder:
         F, H = W2.shape
         self.split, self.H, self.F, self.Fp = split, H, F, -(-F // 8) * 8  # _int_mm: N % 8 == 0
         if split.tanh_layer is not None:
-            W1, b1 = split.tanh_layer
+            W1, b1 = split.tanh_layer  # b1 [H], or a per-frame bias [..., T, H]
             self.D = W1.shape[1]
             self.W1t = W1.detach().float().t().contiguous()
-            self.b1 = b1.detach().float().contiguous()
+            self.b1 = b1.detach().float().reshape(-1, H).contiguous()
+            self.bias_rows = self.b1.shape[0]
         W2 = W2.detach().double()
         sw = QS / W2.abs().amax(1).clamp_min(1e-30)  # per output column: max |W| -> QS
         Wq = torch.round(W2 * sw[:, None])
@@ -417,6 +418,14 @@ class Int8Decoder:
         self.rs_ptr = None if self.rowscale is None else self.rowscale.data_ptr()
         self.lib = load()
 
+    def rebind(self, split) -> None:
+        """Use this decoder with ``split`` from a new context: the same weights, but the first
+        layer's bias may be per frame (the lips of an AV prior), so it is taken anew."""
+        self.split = split
+        if split.tanh_layer is not None:
+            self.b1 = split.tanh_layer[1].detach().float().reshape(-1, self.H).contiguous()
+            self.bias_rows = self.b1.shape[0]
+
     def products(self, z: torch.Tensor, eps: torch.Tensor | None = None,
                  z_new: torch.Tensor | None = None) -> None:  # fmt: skip
         """The int32 products for z (+ eps, then written to z_new) into ``P1``, ``P2``."""
@@ -424,7 +433,7 @@ class Int8Decoder:
             D = z.shape[-1]
             self.lib.reavise_hidden_q(
                 z.numel() // D, D, self.H, _ptr(z), _ptr(eps), self.W1t.data_ptr(),
-                self.b1.data_ptr(), _ptr(z_new), self.a1.data_ptr(), self.a2.data_ptr(),
+                self.b1.data_ptr(), self.bias_rows, _ptr(z_new), self.a1.data_ptr(), self.a2.data_ptr(),
             )  # fmt: skip
         else:
             if eps is not None:

@@ -250,16 +250,18 @@ static inline void quantize_row(int H, const float *restrict x, float s, int8_t 
 }
 
 /* For each frame: z_new = z (+ eps), t = tanh(z_new W1 + b1) [H], then the int8 limbs of t:
- * a1 = hi [N, H], a2 = [hi, lo] [N, 2 H]. W1t is [D, H]; z_new may be NULL (eps NULL too). */
+ * a1 = hi [N, H], a2 = [hi, lo] [N, 2 H]. W1t is [D, H]; z_new may be NULL (eps NULL too).
+ * b1 is [bias_rows, H]: row t takes bias row t % bias_rows (1: one bias for every frame, the
+ * A-VAE; B*T: a per-frame bias, an AV prior's lips folded in, repeated over leading samples). */
 void reavise_hidden_q(int N, int D, int H, const float *z, const float *eps, const float *W1t,
-                      const float *b1, float *z_new, int8_t *a1, int8_t *a2)
+                      const float *b1, int bias_rows, float *z_new, int8_t *a1, int8_t *a2)
 {
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < N; ++t) {
         float zt[D], pre[H];
         for (int d = 0; d < D; ++d) zt[d] = z[(size_t)t * D + d] + (eps ? eps[(size_t)t * D + d] : 0.0f);
         if (z_new) memcpy(z_new + (size_t)t * D, zt, sizeof(float) * (size_t)D);
-        memcpy(pre, b1, sizeof(float) * (size_t)H);
+        memcpy(pre, b1 + (size_t)(t % bias_rows) * H, sizeof(float) * (size_t)H);
         for (int d = 0; d < D; ++d) {
             const float zd = zt[d];
             const float *restrict w = W1t + (size_t)d * H;
