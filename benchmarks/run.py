@@ -11,6 +11,9 @@ Sections:
   (``int8_decoder=auto``) chose and its measurement, against a straightforward NumPy port of
   the published code, all at the published setting (100 EM iterations x 40 MH steps).
 - synth: synthetic AV corpus generation rate (seconds of audio per wall second).
+- avcost: what the lips cost: the shipped GRID-s1 AV priors against ``grid-s1-a-vae`` with
+  the same algorithm and settings (MCEM, VEM), in process, interleaved rounds, on a fixed
+  3 s stimulus (needs nothing from ../shared/data; the cost does not depend on the content).
 """
 
 from __future__ import annotations
@@ -206,6 +209,85 @@ def bench_synth(minutes: float, workers: int) -> dict:
     }
 
 
+#: the AV priors whose cost is measured against AV_BASELINE (shipped in the package)
+AV_PRIORS = ("grid-s1-av-concat", "grid-s1-av-attention")
+AV_BASELINE = "grid-s1-a-vae"
+
+
+def _av_stimulus(seconds: float = 3.0, seed: int = 0):
+    """A fixed noisy waveform and 25 fps mouth frames (random pixels) of ``seconds``."""
+    import numpy as np
+
+    from reavise.inference.pipeline import VideoInput
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    voice = sum(np.sin(2 * np.pi * 140.0 * k * t) / k for k in range(1, 20)) * env
+    wave = (0.3 * voice / np.abs(voice).max() + 0.1 * rng.standard_normal(t.size)).astype("float32")
+    frames = rng.random((int(seconds * 25), 67, 67), dtype=np.float32)
+    return wave, VideoInput(frames, 25.0)
+
+
+def bench_avcost(repeat: int) -> dict:
+    """Wall time of each AV prior / the A-VAE's, same algorithm and settings: per round one
+    run of each (interleaved), the ratio is the median of per-round ratios."""
+    from reavise.inference import build_algorithm, enhance_waveforms
+    from reavise.models.checkpoint import load_checkpoint
+    from reavise.pretrained import resolve
+
+    wave, video = _av_stimulus()
+    names = (AV_BASELINE, *AV_PRIORS)
+    priors = {n: load_checkpoint(resolve(n)) for n in names}
+    rows = []
+    for algo in ("mcem", "vem"):
+        a = build_algorithm(algo)
+
+        def run(n, a=a):
+            p = priors[n]
+            return enhance_waveforms(p, a, [wave], [video] if p.uses_video else None, seed=0)
+
+        for n in names:  # warm-up
+            run(n)
+        times = {n: [] for n in names}
+        for _ in range(max(repeat, 1)):
+            for n in names:
+                t0 = time.perf_counter()
+                run(n)
+                times[n].append(time.perf_counter() - t0)
+        base = times[AV_BASELINE]
+        for n in names:
+            ratios = [x / b for x, b in zip(times[n], base, strict=True)]
+            rows.append({"prior": n, "algorithm": algo, "wall_s": round(statistics.median(times[n]), 3),
+                         "ratio": round(statistics.median(ratios), 2),
+                         "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})  # fmt: skip
+    from reavise.inference import fastpath
+
+    paths = {n: fastpath.describe(p, p.context(None, None) if p.uses_video else None) for n, p in priors.items()}
+    return {"audio_seconds": len(wave) / SAMPLE_RATE, "rounds": max(repeat, 1), "rows": rows,
+            "decoder_paths": paths}  # fmt: skip
+
+
+def _avcost_markdown(c: dict) -> list[str]:
+    lines = [
+        f"## What the lips cost: AV priors against `{AV_BASELINE}` ({c['audio_seconds']:.1f} s, same settings)",
+        "",
+        "| prior | algorithm | decoder path | wall (s) | cost vs A-VAE |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in c["rows"]:
+        lo, hi = r["ratio_range"]
+        lines.append(f"| `{r['prior']}` | {r['algorithm'].upper()} | {c['decoder_paths'][r['prior']]} | "
+                     f"{r['wall_s']} | **{r['ratio']}x** ({lo}-{hi}) |")  # fmt: skip
+    lines += [
+        "",
+        f"Medians of per-round ratios over {c['rounds']} interleaved rounds (range in brackets), "
+        "in process after a warm-up, visual front-end included.",
+        "",
+    ]
+    return lines
+
+
 def to_markdown(report: dict) -> str:
     lines = ["# reavise benchmark", "", f"Machine: `{json.dumps(report['machine'])}`", ""]
     if "published" in report:
@@ -224,6 +306,8 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     if "mcem" in report:
         lines += _mcem_markdown(report["mcem"])
+    if "avcost" in report:
+        lines += _avcost_markdown(report["avcost"])
     if "synth" in report:
         s = report["synth"]
         lines += [
@@ -299,7 +383,7 @@ def _decision_line(fast: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
-    ap.add_argument("--only", default="published,mcem,synth,roi,long")
+    ap.add_argument("--only", default="published,mcem,avcost,synth,roi,long")
     ap.add_argument("--long-seconds", default="60,300", help="file lengths of the long-file "
                     "section (60,3600 is the one-hour check, ~20 min)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3)
@@ -321,6 +405,9 @@ def main() -> None:
     if "mcem" in only:
         print("MCEM fast paths vs the NumPy reference ...", flush=True)
         report["mcem"] = bench_mcem(args.repeat, args.mcem_iters)
+    if "avcost" in only:
+        print("AV priors' cost against the A-VAE ...", flush=True)
+        report["avcost"] = bench_avcost(args.repeat)
     if "synth" in only:
         print("synthetic corpus generation rate ...", flush=True)
         report["synth"] = bench_synth(args.synth_minutes, args.workers)
