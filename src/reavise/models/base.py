@@ -10,7 +10,7 @@ The interface is five things: ``context`` (the conditioning, once per utterance 
 (training), plus two facts (``framewise``, ``standard_prior``). A prior whose decoder or latent
 prior couples frames (RVAE, DKF) says ``framewise = False`` and gets whole sequences. Speed
 tricks are not part of it: ``reavise.inference.fastpath`` recognises the decoders it can run
-faster (``layers.MLPDecoder``, ``layers.HeadDecoder``) and decodes anything else as it is.
+faster (``layers.MLPDecoder``, ``layers.ConditionedMLPDecoder``, ``layers.HeadDecoder``) and decodes anything else as it is.
 Two optional, explicit extras: ``modality_weights`` (what each fusion site gave the video) and
 :class:`ModalitySwitch` (a per-frame discrete audio / audio-visual state).
 """
@@ -58,7 +58,7 @@ class SpeechPrior(nn.Module):
     def decoder(self, ctx: Any = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The decoder for this context: z [..., B, T, D] -> log sigma2 [..., B, T, F].
 
-        Return a ``layers.MLPDecoder`` / ``layers.HeadDecoder`` where the decoder has that
+        Return a ``layers.MLPDecoder`` / ``ConditionedMLPDecoder`` / ``HeadDecoder`` where the decoder has that
         structure (inference may then run it its own way), else any callable.
         """
         raise NotImplementedError
