@@ -174,7 +174,7 @@ class TwoStream(nn.Module):
         fused, w = self.fusion(audio, visual, valid)
         return self.post(fused), w
 
-    def conditioned(self, visual: torch.Tensor | None, valid) -> "ConditionedMLP":
+    def conditioned(self, visual: torch.Tensor | None, valid) -> ConditionedMLP:
         """This stream (a pass-through fusion) for a fixed visual context: the first layer's
         visual columns and bias folded into a per-frame bias, computed once. ``visual`` None:
         no video (the visual part is zero). The same function of the audio stream as
