@@ -232,6 +232,21 @@ def main() -> None:
                 u = np.array([v["si_sdr_i"] for v in res[model, name].values()])
                 print(f"| `{model}` | {s1.mean():.2f} | {name} | {u.mean():.2f} | {fmt(*welch(u, s1))} |")
 
+    print()
+    kinds = [*NOISES, "given"]
+    print("| set | prior | " + " | ".join(f"SI-SDRi {k}" for k in kinds) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in kinds) + " |")
+    for name in sets:
+        if name == "ntcd-novideo":
+            continue
+        for model in models:
+            by: dict[str, list[float]] = {}
+            for f, v in res[model, name].items():
+                found = re.search(r"_(" + "|".join(NOISES) + r")_snr", f)
+                by.setdefault(found.group(1) if found else "given", []).append(v["si_sdr_i"])
+            cells = [f"{np.mean(by[k]):.2f} ({len(by[k])})" if k in by else "" for k in kinds]
+            print(f"| {name} | `{model}` | " + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     main()
