@@ -165,7 +165,7 @@ def test_speechocean762_files(shared_data, tmp_path):
         pytest.skip("speechocean762 not present in ../shared/data")
     lines = (so / "utterances.tsv").read_text().splitlines()
     head = lines[0].split("\t")
-    meta = [dict(zip(head, x.split("\t"))) for x in lines[1:]]
+    meta = [dict(zip(head, x.split("\t"), strict=True)) for x in lines[1:]]
     spk = sorted({m["speaker"] for m in meta})[:2]
     pick = [m for m in meta if m["speaker"] == spk[0]][:2] + [m for m in meta if m["speaker"] == spk[1]][:1]
     root = tmp_path / "so"
