@@ -71,7 +71,8 @@ def preview_cmd(
 
 def prepare(
     corpus: str = typer.Argument(
-        ..., help="tcd-timit | ntcd-timit | grid | lrs3 | generic (any folder of talking-face videos)"
+        ..., help="tcd-timit | ntcd-timit | grid | lrs3 | generic (any folder of talking-face videos) "
+        "| audio (any folder of clean speech, no video: <speaker>/<utt>.wav|flac)"
     ),
     root: Path = typer.Argument(..., exists=True, file_okay=False, help="The corpus as downloaded/unpacked."),
     out: Path = typer.Option(
@@ -88,7 +89,7 @@ def prepare(
     force: bool = typer.Option(False, help="Redo items already prepared by an earlier run."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Prepare a real audio-visual corpus: 16 kHz audio, 67x67 mouth ROIs, validity masks, manifest."""
+    """Prepare a real corpus: 16 kHz audio, 67x67 mouth ROIs and validity masks (none for audio), manifest."""
     from ..data.prepare import CORPORA, SKIPPED, prepare_corpus
     from ..errors import ReaviseError
 

@@ -1,4 +1,4 @@
-"""Prepare real audio-visual corpora (TCD-TIMIT, NTCD-TIMIT, GRID, LRS3, generic videos).
+"""Prepare real corpora (TCD-TIMIT, NTCD-TIMIT, GRID, LRS3, generic videos, clean speech audio).
 
 Each corpus has a scanner that turns its folder layout into :class:`Item` s (one utterance:
 video and/or audio and/or a ready-made lips file); one shared worker turns an item into the
@@ -32,7 +32,7 @@ from .pool import data_pool
 
 log = logging.getLogger(__name__)
 
-CORPORA = ("tcd-timit", "ntcd-timit", "grid", "lrs3", "generic")
+CORPORA = ("tcd-timit", "ntcd-timit", "grid", "lrs3", "generic", "audio")
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".mov", ".mpg", ".mpeg", ".webm", ".m4v")
 LIPS_EXTS = (".npy", ".mat")
 STATE_DIR = ".prepare"  # per-item finished rows, for resuming
@@ -424,13 +424,17 @@ def _utterance_texts(root: Path) -> dict[str, str]:
 
 
 def scan_audio_folder(root: Path, exclude: Path | None = None) -> list[Item]:
-    """Clean speech without video (speechocean762 ``<speaker>/<utt>.flac``): the first
-    sub-folder names the speaker; transcripts from ``utterances.tsv`` or a same-stem .txt."""
+    """Clean speech without video (speechocean762 ``<speaker>/<utt>.flac``, wav or flac at
+    any rate): the first sub-folder names the speaker, files at the top level are one speaker
+    named after the folder; transcripts from ``utterances.tsv`` or a same-stem .txt.
+    No official split is read (speechocean762's ``split`` column included): speakers are
+    split by seed like any corpus without one."""
     texts = _utterance_texts(root)
+    flat = _safe(root.name) or "unknown"
     items = []
     for a in _walk(root, AUDIO_EXTS, exclude):
         rel = a.relative_to(root)
-        spk = _safe(rel.parts[0]) if len(rel.parts) > 1 else "unknown"
+        spk = _safe(rel.parts[0]) if len(rel.parts) > 1 else flat
         uid = f"{spk}_{_safe('-'.join(rel.with_suffix('').parts[1:]) or a.stem)}"
         items.append(
             Item(id=uid, speaker=spk, source=a, audio=a, text=texts.get(rel.as_posix()) or _text_file(a), audio_only=True)
@@ -450,6 +454,7 @@ SCANNERS.add("ntcd-timit", scan_ntcd_timit)
 SCANNERS.add("grid", scan_grid)
 SCANNERS.add("lrs3", scan_lrs3)
 SCANNERS.add("generic", _scan_generic_or_audio)
+SCANNERS.add("audio", scan_audio_folder)
 
 
 def split_utterances(
@@ -718,6 +723,8 @@ def prepare_corpus(
         if bar is not None:
             bar.close()
 
+    if not rows:
+        raise InputError(f"{root}: none of its {len(items)} {corpus} items could be prepared ({skipped[0]['reason']})")
     # Split over the speakers that kept at least one utterance, so a speaker whose every item
     # was skipped does not leave val or test empty.
     fixed = {i.speaker: i.split for i in items if i.split}
