@@ -183,7 +183,7 @@ def mix_video_command(
         ..., "--out", file_okay=False, callback=output_dir, help="Output folder (one visual condition)."
     ),
     split: str = typer.Option("test", help="Corpus split to mix."),
-    snr: float = typer.Option(-5.0, "--snr", help="SNR in dB."),
+    snr: str = typer.Option("-5", "--snr", help="SNR in dB (any finite number, negative included)."),
     noises: str = typer.Option(None, help="Comma-separated noise types (default: every sub-folder of NOISE_DIR)."),
     visual: str = typer.Option(
         "clean", help="One face-video condition, name[:severity 0..1]: clean, occlusion, blur, dropped, missing."
@@ -200,9 +200,15 @@ def mix_video_command(
     """Noisy face videos: degrade the full-face video, mux the noisy audio (reavise enhance DIR/noisy)."""
     from ..data.mix import parse_names
     from ..data.mix_video import make_video_mixtures
+    from ..errors import ReaviseError
+
+    try:
+        snr_db = float(snr)
+    except ValueError:
+        raise ReaviseError(f"--snr: {snr!r} is not a number of dB") from None
 
     rows = make_video_mixtures(
-        corpus, noise_dir, out, split=split, snr=snr, noise_types=noises, visual=visual,
+        corpus, noise_dir, out, split=split, snr=snr_db, noise_types=noises, visual=visual,
         n_utterances=n, ids=parse_names(ids) if ids else None, seed=seed, video_root_dir=video_root,
         audio_codec=audio_codec, progress=progress, warn=lambda m: typer.echo(f"warning: {m}", err=True),
     )  # fmt: skip

@@ -177,7 +177,7 @@ def make_video_mixtures(
     if audio_codec not in AUDIO_CODECS:
         raise ReaviseError(f"--audio-codec must be one of {', '.join(AUDIO_CODECS)}, got {audio_codec!r}")
     if not np.isfinite(snr):
-        raise ReaviseError(f"--snr must be a finite number of dB, got {snr}")
+        raise ReaviseError(f"--snr: must be a finite number of dB, got {snr}")
     if not Path(noise_dir).is_dir():
         raise InputError(f"NOISE_DIR {noise_dir}: no such folder")
     noises, real_noise, part = resolve_noises(noise_types, noise_dir, split)
