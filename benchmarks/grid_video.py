@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,8 +44,13 @@ CONDITIONS = {  # tag: (mix-video --visual, label)
 
 
 def reavise(*args: str, **kw) -> subprocess.CompletedProcess:
+    """``reavise ARGS`` on one thread; a failure raises with the command's last stderr lines."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "reavise", *args], check=True, capture_output=True, text=True, env=env, **kw)
+    run = subprocess.run([sys.executable, "-m", "reavise", *args], capture_output=True, text=True, env=env, **kw)
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"reavise {' '.join(args[:2])} ... exited {run.returncode}:\n{tail}")
+    return run
 
 
 def reference(ref_mix: Path, n_utt: int) -> tuple[list[str], list[str], float, int]:
@@ -106,7 +112,7 @@ def run_one(model: str, tag: str, d: Path, o: Path, seed: int) -> dict:
         return {**json.loads(meta.read_text()), "scores": scores(csv_path)}
     t0 = time.perf_counter()
     run = reavise("enhance", str(d / "noisy"), "-o", str(o), "--model", model, "--algo", "mcem",
-                  "--seed", str(seed), "--threads", "1", "--overwrite")  # fmt: skip
+                  "--seed", str(seed), "--threads", "1")  # fmt: skip (no --overwrite: a killed run resumes)
     wall = time.perf_counter() - t0
     n = len(list((d / "noisy").iterdir()))
     noisy = ["--noisy", str(d / "noisy")] if tag == "missing" else []
@@ -116,6 +122,13 @@ def run_one(model: str, tag: str, d: Path, o: Path, seed: int) -> dict:
     meta.write_text(json.dumps(info, indent=1))
     print(f"{model} {tag}: {wall:.0f} s for {n} files", flush=True)
     return {**info, "scores": scores(csv_path)}
+
+
+def per_file_wall(r: dict) -> float:
+    """Wall seconds per file the run enhanced (a resumed run skipped the finished ones)."""
+    found = re.search(r"enhanced (\d+) file", " ".join(r.get("stdout", [])))
+    n = int(found.group(1)) if found else r["n"]
+    return r["wall_s"] / max(n, 1)
 
 
 def table(res: dict, det: dict, tags: list[str]) -> str:
@@ -135,7 +148,7 @@ def table(res: dict, det: dict, tags: list[str]) -> str:
             else:
                 m, h = ci(col("si_sdr") - np.array([base["scores"][k]["si_sdr"] for k in keys]))
                 row += f" {m:+.2f} [{m - h:+.2f}, {m + h:+.2f}] |"
-            lines.append(row + f" {r['wall_per_file_s']:.2f} | {len(keys)} |")
+            lines.append(row + f" {per_file_wall(r):.2f} | {len(keys)} |")
     lines += ["", "| visual | videos | frames with a face held | on degraded frames | mouth placed on the object | detection s/video |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for tag in tags:
@@ -177,7 +190,10 @@ def main() -> None:
             o = args.out / "enhanced" / f"{model}-{tag}"
             if args.table_only and not Path(str(o) + ".json").exists():
                 continue
-            res[model, tag] = run_one(model, tag, d, o, seed)
+            try:
+                res[model, tag] = run_one(model, tag, d, o, seed)
+            except RuntimeError as exc:  # one failed run must not lose the others
+                print(f"{model} {tag}: FAILED {exc}", flush=True)
         cached = d / "detector.json"
         if tag != "missing" and cached.exists():
             det[tag] = json.loads(cached.read_text())
