@@ -93,8 +93,8 @@ def detector_stats(d: Path) -> dict:
             aff[start:stop] = True
             p = poses[start:stop]
             inside[start:stop] = (p[:, 0] >= x0) & (p[:, 0] < x1) & (p[:, 1] >= y0) & (p[:, 1] < y1)
-        if not r["object_boxes"] and r["affected_frames"]:
-            aff[:] = True  # blur touches every frame; dropped runs are not stored: count them all
+        for start, stop in r.get("affected_runs", []):
+            aff[start:stop] = True  # frames blurred, dropped (frozen or black), occluded
         out["videos"] += 1
         out["faceless_videos"] += int(not valid.any())
         out["frames"] += len(frames)

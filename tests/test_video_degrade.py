@@ -142,6 +142,21 @@ def test_degraded_mp4_round_trip_keeps_frames_and_lossless_audio(tmp_path, speec
     assert si_sdr(got[:n], audio[:n]) > 40
 
 
+def test_non_finite_enhanced_speech_is_written_as_silence_with_a_warning(tmp_path, speechlike, caplog):
+    """A diverged E-step (NaN frames) must not crash the video writer (AAC refuses NaN)."""
+    from reavise.enhance import Job, _write_outputs
+
+    speech = speechlike(0, seconds=T / 25).astype(np.float64)
+    speech[1000:3048] = np.nan
+    job = Job(tmp_path / "in.mp4", tmp_path / "o.wav", tmp_path / "o.mp4")
+    with caplog.at_level("WARNING"):
+        _write_outputs(job, speech, (face_video(), 25.0))
+    assert "2048 non-finite samples" in caplog.text
+    y, _ = sf.read(job.out_audio)
+    assert np.all(y[1000:3048] == 0) and np.abs(y[:1000] - speech[:1000]).max() < 1e-4
+    assert len(V.read_video(job.out_video)[0]) == T
+
+
 def _tiny_corpus(root: Path, speechlike, n: int = 2) -> tuple[Path, Path]:
     """A corpus of n test utterances with synthetic face videos, and a noise folder."""
     corpus, videos, noise = root / "corpus", root / "videos", root / "noise" / "hiss"
@@ -172,6 +187,8 @@ def test_mix_video_command(tmp_path, speechlike, monkeypatch, capsys):
     assert [r["id"] for r in rows] == ["u0_hiss_snr-5", "u1_hiss_snr-5"]
     for r in rows:
         assert r["affected_frames"] == round(0.7 * T) and r["audio_si_sdr_db"] > 40
+        assert sum(b - a for a, b in r["affected_runs"]) == r["affected_frames"]
+        assert [b[:2] for b in r["object_boxes"]] == r["affected_runs"]
         y = V.read_audio_track(tmp_path / "a" / r["noisy"])
         s, _ = sf.read(tmp_path / "a" / r["clean"])
         n = min(len(y), len(s))

@@ -32,6 +32,7 @@ from ..audio import SAMPLE_RATE, atomic_write, load_audio, write_wav
 from ..errors import InputError, ReaviseError
 from ..metrics import si_sdr
 from ..paths import safe_name
+from .degrade import _run_bounds
 from .manifest import MANIFEST, read_manifest, write_manifest
 from .mix import (
     JOURNAL,
@@ -125,7 +126,8 @@ def _mix_one(job: dict) -> list[dict]:
             "noise_type": noise_type, "snr_db": float(job["snr"]), "visual": vis.name,
             "severity": vis.severity, "noisy": noisy, "clean": f"clean/{mid}.wav", "audio": noisy,
             "has_video": deg.frames is not None, "fps": fps, "n_video_frames": len(frames),
-            "affected_frames": int(deg.affected.sum()), "object_boxes": [list(b) for b in deg.boxes],
+            "affected_frames": int(deg.affected.sum()),
+            "affected_runs": [[int(a), int(b)] for a, b in _run_bounds(deg.affected)], "object_boxes": [list(b) for b in deg.boxes],
             "clean_face_frames": None if found is None else int(found.sum()),
             "duration": len(clean) / SAMPLE_RATE, "clip_gain": m.clip_gain, "noise_gain": m.noise_gain,
             "noise_seed": noise_seed, "visual_seed": visual_seed, "audio_codec": None if deg.frames is None else job["audio_codec"],
