@@ -161,6 +161,48 @@ def table(res: dict, det: dict, tags: list[str]) -> str:
     return "\n".join(lines)
 
 
+def timing(out: Path, n: int, seed: int) -> str:
+    """Wall time per file, in one process on one thread, back to back (the enhance runs above
+    share the machine's 2 cores with other jobs, so their wall times are only indicative):
+    the video path (decode the mp4 + its audio track, detect and track the mouth, crop the
+    ROIs, enhance) against the audio-only path (read the WAV, enhance) on the same files."""
+    import torch
+
+    from reavise import video as V
+    from reavise.audio import load_audio
+    from reavise.inference import build_algorithm, enhance_waveforms
+    from reavise.inference.pipeline import VideoInput
+    from reavise.models.checkpoint import load_checkpoint
+    from reavise.pretrained import resolve
+
+    torch.set_num_threads(1)
+    names = sorted(p.stem for p in (out / "mixtures" / "clean" / "noisy").glob("*.mp4"))[:n]
+    algo = build_algorithm("mcem")
+    t: dict[str, list[float]] = {k: [] for k in ("decode", "detect", "em_av", "read_wav", "em_a")}
+    priors = {m: load_checkpoint(resolve(m)) for m in ("grid-s1-av-concat", "grid-s1-a-vae")}
+    for name in names:
+        t0 = time.perf_counter()
+        frames, fps = V.read_video(out / "mixtures" / "clean" / "noisy" / f"{name}.mp4")
+        audio = V.read_audio_track(out / "mixtures" / "clean" / "noisy" / f"{name}.mp4")
+        t1 = time.perf_counter()
+        rois, valid = V.extract_mouth_rois(frames)
+        t2 = time.perf_counter()
+        enhance_waveforms(priors["grid-s1-av-concat"], algo, [audio], [VideoInput(rois, fps, valid)], seed=seed)
+        t3 = time.perf_counter()
+        x = load_audio(out / "mixtures" / "missing" / "noisy" / f"{name}.wav")
+        t4 = time.perf_counter()
+        enhance_waveforms(priors["grid-s1-a-vae"], algo, [x], [None], seed=seed)
+        t5 = time.perf_counter()
+        for k, v in zip(t, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            t[k].append(v)
+    m = {k: float(np.mean(v)) for k, v in t.items()}
+    (out / "timing.json").write_text(json.dumps({"files": names, **m}, indent=1))
+    return (f"| path | decode mp4 + audio | detect + track + crop | EM (MCEM) | total s/file |\n| --- | --- | --- | --- | --- |\n"
+            f"| video, `grid-s1-av-concat` | {m['decode']:.2f} | {m['detect']:.2f} | {m['em_av']:.2f} | {m['decode'] + m['detect'] + m['em_av']:.2f} |\n"
+            f"| audio only (WAV), `grid-s1-a-vae` | {m['read_wav']:.3f} | - | {m['em_a']:.2f} | {m['read_wav'] + m['em_a']:.2f} |\n"
+            f"({len(names)} files of {out / 'mixtures' / 'clean'}, one thread)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus", type=Path)
@@ -171,6 +213,7 @@ def main() -> None:
     ap.add_argument("--conditions", default=",".join(CONDITIONS), help="tags, in the order to run")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--table-only", action="store_true", help="only tabulate the finished runs")
+    ap.add_argument("--timing", type=int, default=0, metavar="N", help="then time both paths on N files in one process")
     args = ap.parse_args()
     ids, noises, snr, seed = reference(args.ref_mix, args.utterances)
     tags = [t for t in args.conditions.split(",") if t]
@@ -203,6 +246,8 @@ def main() -> None:
         (args.out / "table.md").write_text(table(res, det, [t for t in tags if any(k[1] == t for k in res)]) + "\n")
     (args.out / "detector.json").write_text(json.dumps(det, indent=1))
     print(table(res, det, tags))
+    if args.timing:
+        print("\n" + timing(args.out, args.timing, seed))
 
 
 if __name__ == "__main__":
