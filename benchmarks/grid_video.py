@@ -141,7 +141,8 @@ def table(res: dict, det: dict, tags: list[str]) -> str:
             if r is None:
                 continue
             keys = sorted(r["scores"])
-            col = lambda m: np.array([r["scores"][k].get(m, np.nan) for k in keys])  # noqa: E731
+            cols = {m: np.array([r["scores"][k].get(m, np.nan) for k in keys]) for m in ("si_sdr", "pesq", "estoi")}
+            col = cols.__getitem__
             row = f"| `{model}` | {CONDITIONS[tag][1]} | {col('si_sdr').mean():.2f} | {np.nanmean(col('pesq')):.2f} | {np.nanmean(col('estoi')):.3f} |"
             if model == "grid-s1-a-vae" or base is None:
                 row += " |"
