@@ -306,6 +306,15 @@ def _batches(sized: list[tuple[Job, int | None]], batch_size: int, frame_budget:
 
 
 def _write_outputs(job: Job, speech: np.ndarray, clip) -> None:
+    bad = ~np.isfinite(speech)
+    if bad.any():
+        # a diverged E-step: without this the WAV holds full-scale clicks and the AAC
+        # encoder of the video refuses the frame (a traceback)
+        log.warning(
+            f"{job.source}: the enhanced speech has {int(bad.sum())} non-finite samples "
+            "(the inference diverged there); written as silence"
+        )
+        speech = np.where(bad, 0.0, speech)
     write_wav(job.out_audio, speech)
     if job.out_video is not None and clip is not None:
         from . import video as V

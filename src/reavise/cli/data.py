@@ -173,6 +173,54 @@ def mix_command(
     )
 
 
+def mix_video_command(
+    corpus: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Corpus prepared from videos (manifest rows name a source video)."
+    ),
+    noise_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Noise folder: per-type sub-folders of recordings, or flat (type 'file')."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", file_okay=False, callback=output_dir, help="Output folder (one visual condition)."
+    ),
+    split: str = typer.Option("test", help="Corpus split to mix."),
+    snr: str = typer.Option("-5", "--snr", help="SNR in dB (any finite number, negative included)."),
+    noises: str = typer.Option(None, help="Comma-separated noise types (default: every sub-folder of NOISE_DIR)."),
+    visual: str = typer.Option(
+        "clean", help="One face-video condition, name[:severity 0..1]: clean, occlusion, blur, dropped, missing."
+    ),
+    n: int = typer.Option(None, "--n", min=1, help="Use only N utterances (seeded choice, as `data mix`)."),
+    ids: str = typer.Option(None, "--ids", help="Comma-separated utterance ids (instead of --n)."),
+    video_root: Path = typer.Option(
+        None, exists=True, file_okay=False, help="Folder the manifest's source videos are relative to (default: corpus.json's source)."
+    ),
+    audio_codec: str = typer.Option("flac", help="Muxed audio: flac (lossless, checked) or aac (lossy, ~28 dB SI-SDR)."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Random seed; the same seed gives the same noise as `data mix`."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:  # fmt: skip
+    """Noisy face videos: degrade the full-face video, mux the noisy audio (reavise enhance DIR/noisy)."""
+    from ..data.mix import parse_names
+    from ..data.mix_video import make_video_mixtures
+    from ..errors import ReaviseError
+
+    try:
+        snr_db = float(snr)
+    except ValueError:
+        raise ReaviseError(f"--snr: {snr!r} is not a number of dB") from None
+
+    rows = make_video_mixtures(
+        corpus, noise_dir, out, split=split, snr=snr_db, noise_types=noises, visual=visual,
+        n_utterances=n, ids=parse_names(ids) if ids else None, seed=seed, video_root_dir=video_root,
+        audio_codec=audio_codec, progress=progress, warn=lambda m: typer.echo(f"warning: {m}", err=True),
+    )  # fmt: skip
+    n_utt = len({r["source_id"] for r in rows})
+    worst = min((r["audio_si_sdr_db"] for r in rows), default=float("nan"))
+    typer.echo(
+        f"{len(rows)} face-video mixtures of {n_utt} utterances in {out} ({rows[0]['visual'] if rows else visual}; "
+        f"muxed audio SI-SDR >= {worst:.1f} dB)"
+    )
+
+
 def holdout_cmd(
     corpus: Path = typer.Argument(..., exists=True, file_okay=False, help="Corpus folder (with manifest.jsonl)."),
     out: Path = typer.Option(..., "--out", file_okay=False, callback=output_dir, help="Folder of the view to write."),
@@ -189,9 +237,10 @@ def holdout_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``data`` commands (synth, preview, prepare, mix, holdout) to ``app``."""
+    """Add the ``data`` commands (synth, preview, prepare, mix, mix-video, holdout) to ``app``."""
     app.command("synth")(synth_cmd)
     app.command("preview")(preview_cmd)
     app.command("prepare")(prepare)
     app.command("mix")(mix_command)
+    app.command("mix-video")(mix_video_command)
     app.command("holdout")(holdout_cmd)

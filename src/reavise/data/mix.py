@@ -234,6 +234,36 @@ def _real_noise(entries: Sequence[Sequence], n_samples: int, rng: np.random.Gene
     return seg[idx], {"noise_file": str(path), "noise_offset_s": round((a + start) / SAMPLE_RATE, 4)}
 
 
+def utterance_noise(
+    ctx: dict, seed: int, uid: str, speaker: str, n_samples: int, noise_type: str, snr: float
+) -> tuple[np.ndarray, dict, int]:
+    """(noise [n_samples], manifest fields, noise seed) of one mixture, seeded by (seed,
+    utterance, noise type, SNR) only: ``ctx`` holds what :func:`noise_context` prepares."""
+    noise_seed = stable_seed(seed, uid, noise_type, float(snr), "noise")
+    rng = np.random.default_rng(noise_seed)
+    extra: dict = {}
+    kw: dict = {}
+    if noise_type in ctx.get("real_noise", {}):
+        noise, info = _real_noise(ctx["real_noise"][noise_type], n_samples, rng)
+        extra["noise_source"] = "real"
+        extra["noise_file"] = os.path.relpath(info["noise_file"], ctx["noise_dir"])
+        extra["noise_offset_s"] = info["noise_offset_s"]
+        return noise, extra, noise_seed
+    if noise_type == "babble":
+        chosen = select_babble(ctx["babble_pool"], speaker, ctx["babble_talkers"], rng)
+        kw["sources"] = [_cached_audio(r["path"]) for r in chosen]
+        extra["babble_ids"] = [r["id"] for r in chosen]
+        extra["babble_speakers"] = [r["speaker"] for r in chosen]
+    elif noise_type == "speech_shaped" and ctx["ltass"] is not None:
+        kw["ltass"] = ctx["ltass"]
+    elif noise_type == "file":
+        files = ctx["noise_files"]
+        path = files[int(rng.integers(0, len(files)))]
+        kw["noise_file"] = path
+        extra["noise_file"] = os.path.relpath(path, ctx["noise_dir"])
+    return make_noise(noise_type, n_samples, rng, **kw), extra, noise_seed
+
+
 def _mix_utterance(job: dict) -> list[dict]:
     """Make every pending mixture of one source utterance; returns their manifest rows."""
     row, out_dir, seed = job["row"], Path(job["out_dir"]), job["seed"]
@@ -260,29 +290,7 @@ def _mix_utterance(job: dict) -> list[dict]:
             todo = [v for v in visuals if mixture_id(uid, noise_type, snr, v) not in job["done"]]
             if not todo:
                 continue
-            noise_seed = stable_seed(seed, uid, noise_type, float(snr), "noise")
-            rng = np.random.default_rng(noise_seed)
-            extra: dict = {}
-            ctx: dict = {}
-            if noise_type in job.get("real_noise", {}):
-                noise, info = _real_noise(job["real_noise"][noise_type], len(clean), rng)
-                extra["noise_source"] = "real"
-                extra["noise_file"] = os.path.relpath(info["noise_file"], job["noise_dir"])
-                extra["noise_offset_s"] = info["noise_offset_s"]
-            elif noise_type == "babble":
-                chosen = select_babble(job["babble_pool"], speaker, job["babble_talkers"], rng)
-                ctx["sources"] = [_cached_audio(r["path"]) for r in chosen]
-                extra["babble_ids"] = [r["id"] for r in chosen]
-                extra["babble_speakers"] = [r["speaker"] for r in chosen]
-            elif noise_type == "speech_shaped" and job["ltass"] is not None:
-                ctx["ltass"] = job["ltass"]
-            elif noise_type == "file":
-                files = job["noise_files"]
-                path = files[int(rng.integers(0, len(files)))]
-                ctx["noise_file"] = path
-                extra["noise_file"] = os.path.relpath(path, job["noise_dir"])
-            if extra.get("noise_source") != "real":
-                noise = make_noise(noise_type, len(clean), rng, **ctx)
+            noise, extra, noise_seed = utterance_noise(job, seed, uid, speaker, len(clean), noise_type, snr)
             m = mix(clean, noise, snr)
             written_snr = None
             for vis in todo:
@@ -344,6 +352,106 @@ def _read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def resolve_noises(
+    noise_types: Sequence[str] | str | None,
+    noise_dir: str | os.PathLike | None,
+    split: str,
+    noise_split: str = "auto",
+) -> tuple[list[str], dict[str, list], str]:
+    """(noise types, real noise type -> recordings part (:func:`noise_part`), noise part).
+
+    See :func:`make_mixtures` for the defaults and for real noise by type."""
+    real_types = real_noise_types(noise_dir) if noise_dir is not None and Path(noise_dir).is_dir() else {}
+    if noise_types is None:
+        if real_types:
+            noises = list(real_types)
+        else:
+            noises = list(DEFAULT_NOISES) + (["file"] if noise_dir is not None else [])
+    else:
+        noises = parse_names(noise_types)
+        if real_types and "file" in noises:
+            i = noises.index("file")
+            noises = noises[:i] + [t for t in real_types if t not in noises] + noises[i + 1 :]
+    if not noises:
+        raise ReaviseError("no noise types given")
+    for kind in noises:
+        if kind not in real_types:
+            check_noise_type(kind)
+    part = noise_split
+    if part == "auto":
+        part = split if split in ("val", "test") else "all"
+    real_noise = {t: noise_part(real_types[t], part) for t in noises if t in real_types}
+    return noises, real_noise, part
+
+
+def select_utterances(
+    corpus_dir: Path, corpus: list[dict], split: str, n_utterances: int | None, seed: int
+) -> list[dict]:
+    """The rows of ``split`` sorted by id, or a seeded choice of ``n_utterances`` of them."""
+    rows = sorted((r for r in corpus if r.get("split") == split), key=lambda r: str(r["id"]))
+    if not rows:
+        present = ", ".join(sorted({str(r.get("split")) for r in corpus})) or "none"
+        raise ReaviseError(f"{corpus_dir}: corpus has no {split!r} utterances (splits: {present})")
+    if n_utterances is not None:
+        if n_utterances < 1:
+            raise ReaviseError(f"--n-utterances must be at least 1, got {n_utterances}")
+        if n_utterances < len(rows):
+            pick = np.random.default_rng(stable_seed(seed, "utterances")).permutation(len(rows))
+            rows = [rows[i] for i in sorted(pick[:n_utterances])]
+    return rows
+
+
+def noise_context(
+    corpus_dir: Path,
+    corpus: list[dict],
+    rows: list[dict],
+    noises: list[str],
+    real_noise: dict,
+    noise_dir: str | os.PathLike | None,
+    seed: int,
+    babble_talkers: int = BABBLE_TALKERS,
+) -> dict:
+    """What :func:`utterance_noise` needs: babble pool, LTASS, noise files, real noise parts."""
+    real_types = noise_dir is not None and Path(noise_dir).is_dir() and bool(real_noise_types(noise_dir))
+    noise_files: list[str] = []
+    if real_types:
+        pass  # the sub-folders were read above
+    elif "file" in noises:
+        if noise_dir is None:
+            raise ReaviseError("noise type 'file' needs a folder of noise recordings (--noise-dir)")
+        noise_files = [str(p) for p in NoiseFolder(noise_dir).files]
+    elif noise_dir is not None:
+        NoiseFolder(noise_dir)  # still report an empty/missing folder
+
+    babble_pool: list[dict] = []
+    if "babble" in noises and "babble" not in real_noise:
+        babble_pool = [
+            {"id": str(r["id"]), "speaker": str(r["speaker"]), "duration": float(r["duration"]),
+             "path": str(corpus_dir / r["audio"])}
+            for r in corpus if r.get("split") in BABBLE_SPLITS
+        ]  # fmt: skip
+        check_rng = np.random.default_rng(0)
+        for spk in sorted({str(r["speaker"]) for r in rows}):
+            select_babble(babble_pool, spk, 1, check_rng)  # fail early, before any work
+
+    ltass = None
+    if "speech_shaped" in noises and "speech_shaped" not in real_noise:
+        # The corpus' own LTASS (from up to 32 utterances of any split) shapes the noise.
+        ordered = sorted(corpus, key=lambda r: str(r["id"]))
+        pick = np.random.default_rng(stable_seed(seed, "ltass")).permutation(len(ordered))
+        sample = [ordered[i] for i in sorted(pick[:LTASS_UTTERANCES])]
+        f, p = compute_ltass([load_audio(corpus_dir / r["audio"]) for r in sample])
+        ltass = (f.tolist(), p.tolist())
+    return {
+        "babble_pool": babble_pool,
+        "babble_talkers": babble_talkers,
+        "ltass": ltass,
+        "noise_files": noise_files,
+        "real_noise": real_noise,
+        "noise_dir": str(noise_dir) if noise_dir is not None else None,
+    }
+
+
 def make_mixtures(
     corpus_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -376,26 +484,7 @@ def make_mixtures(
     """
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     snr_list = parse_snrs(snrs)
-    real_types = real_noise_types(noise_dir) if noise_dir is not None and Path(noise_dir).is_dir() else {}
-    if noise_types is None:
-        if real_types:
-            noises = list(real_types)
-        else:
-            noises = list(DEFAULT_NOISES) + (["file"] if noise_dir is not None else [])
-    else:
-        noises = parse_names(noise_types)
-        if real_types and "file" in noises:
-            i = noises.index("file")
-            noises = noises[:i] + [t for t in real_types if t not in noises] + noises[i + 1 :]
-    if not noises:
-        raise ReaviseError("no noise types given")
-    for kind in noises:
-        if kind not in real_types:
-            check_noise_type(kind)
-    part = noise_split
-    if part == "auto":
-        part = split if split in ("val", "test") else "all"
-    real_noise = {t: noise_part(real_types[t], part) for t in noises if t in real_types}
+    noises, real_noise, part = resolve_noises(noise_types, noise_dir, split, noise_split)
     specs = (
         parse_names(visual_conditions)
         if isinstance(visual_conditions, str)
@@ -413,47 +502,10 @@ def make_mixtures(
     if babble_talkers < 1:
         raise ReaviseError(f"babble needs at least 1 talker, got {babble_talkers}")
 
-    noise_files: list[str] = []
-    if real_types:
-        pass  # the sub-folders were read above
-    elif "file" in noises:
-        if noise_dir is None:
-            raise ReaviseError("noise type 'file' needs a folder of noise recordings (--noise-dir)")
-        noise_files = [str(p) for p in NoiseFolder(noise_dir).files]
-    elif noise_dir is not None:
-        NoiseFolder(noise_dir)  # still report an empty/missing folder
-
     corpus = read_manifest(corpus_dir)
-    rows = sorted((r for r in corpus if r.get("split") == split), key=lambda r: str(r["id"]))
-    if not rows:
-        present = ", ".join(sorted({str(r.get("split")) for r in corpus})) or "none"
-        raise ReaviseError(f"{corpus_dir}: corpus has no {split!r} utterances (splits: {present})")
-    if n_utterances is not None:
-        if n_utterances < 1:
-            raise ReaviseError(f"--n-utterances must be at least 1, got {n_utterances}")
-        if n_utterances < len(rows):
-            pick = np.random.default_rng(stable_seed(seed, "utterances")).permutation(len(rows))
-            rows = [rows[i] for i in sorted(pick[:n_utterances])]
-
-    babble_pool: list[dict] = []
-    if "babble" in noises and "babble" not in real_noise:
-        babble_pool = [
-            {"id": str(r["id"]), "speaker": str(r["speaker"]), "duration": float(r["duration"]),
-             "path": str(corpus_dir / r["audio"])}
-            for r in corpus if r.get("split") in BABBLE_SPLITS
-        ]  # fmt: skip
-        check_rng = np.random.default_rng(0)
-        for spk in sorted({str(r["speaker"]) for r in rows}):
-            select_babble(babble_pool, spk, 1, check_rng)  # fail early, before any work
-
-    ltass = None
-    if "speech_shaped" in noises and "speech_shaped" not in real_noise:
-        # The corpus' own LTASS (from up to 32 utterances of any split) shapes the noise.
-        ordered = sorted(corpus, key=lambda r: str(r["id"]))
-        pick = np.random.default_rng(stable_seed(seed, "ltass")).permutation(len(ordered))
-        sample = [ordered[i] for i in sorted(pick[:LTASS_UTTERANCES])]
-        f, p = compute_ltass([load_audio(corpus_dir / r["audio"]) for r in sample])
-        ltass = (f.tolist(), p.tolist())
+    rows = select_utterances(corpus_dir, corpus, split, n_utterances, seed)
+    ctx = noise_context(corpus_dir, corpus, rows, noises, real_noise, noise_dir, seed, babble_talkers)
+    babble_pool, ltass, noise_files = ctx["babble_pool"], ctx["ltass"], ctx["noise_files"]
 
     settings = {
         "version": 1,
