@@ -40,7 +40,7 @@ pretrained: $(STAMP)
 GRID_SRC ?= ../shared/data/grid-s1
 GRID_RUN := runs/grid
 GRID_AV := configs/grid/av-cvae-lipreader.yaml
-GRID_ATTENTION := gated
+GRID_ATTENTION := configs/grid/av-cvae-frame-attention.yaml
 GRID_FRONT := frontend_path=$(GRID_RUN)/lipreader/lipreader.pt
 pretrained-grid: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/reavise data prepare grid $(GRID_SRC) --out $(GRID_RUN)/corpus --seed 0 --workers 2
@@ -51,8 +51,8 @@ pretrained-grid: $(STAMP)
 	    --config configs/grid/a-vae.yaml --seed 0 --threads 1 --quiet
 	OMP_NUM_THREADS=1 $(VENV)/bin/reavise train $(GRID_RUN)/dev --out $(GRID_RUN)/av-concat \
 	    --config $(GRID_AV) --model-set $(GRID_FRONT) --seed 0 --threads 1 --quiet
-	OMP_NUM_THREADS=2 $(VENV)/bin/reavise train $(GRID_RUN)/dev --out $(GRID_RUN)/av-attention \
-	    --config $(GRID_AV) --model-set $(GRID_FRONT) --model-set fusion=$(GRID_ATTENTION) --seed 0 --threads 2 --quiet
+	OMP_NUM_THREADS=1 $(VENV)/bin/reavise train $(GRID_RUN)/dev --out $(GRID_RUN)/av-attention \
+	    --config $(GRID_ATTENTION) --model-set $(GRID_FRONT) --seed 0 --threads 1 --quiet
 	cp $(GRID_RUN)/a-vae/model.pt src/reavise/pretrained/grid-s1-a-vae.pt
 	cp $(GRID_RUN)/av-concat/model.pt src/reavise/pretrained/grid-s1-av-concat.pt
 	cp $(GRID_RUN)/av-attention/model.pt src/reavise/pretrained/grid-s1-av-attention.pt
