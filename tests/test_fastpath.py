@@ -17,6 +17,8 @@ from reavise.models.layers import ConditionedMLPDecoder, HeadDecoder, MLPDecoder
 
 SEQ = {"rvae": dict(x_dim=16, z_dim=3, dim_rnn_g_x=8, dim_rnn_g_z=8, dim_rnn_h=8),
        "dkf": dict(x_dim=16, z_dim=3, dense_x_gx=[8], dim_rnn_gx=8, dense_z_x=[8])}  # fmt: skip
+#: sequence priors with video: their sizes beside tiny_config's visual ones
+SEQ_AV = {"av-dkf": dict(z_dim=3, dense_x_gx=[8], dim_rnn_gx=8, dense_z_x=[8], dim_transition=8)}
 
 
 def _prior(name: str):
@@ -24,7 +26,10 @@ def _prior(name: str):
     if name in SEQ:
         return build_prior(name, SEQ[name]).double().eval(), None
     if PRIORS.get(name).uses_video:
-        m = build_prior(name, tiny_config()).double().eval()
+        cfg = tiny_config()
+        if name in SEQ_AV:
+            cfg = {k: v for k, v in cfg.items() if k != "hidden"} | SEQ_AV[name]
+        m = build_prior(name, cfg).double().eval()
         g = torch.Generator().manual_seed(0)
         _, v = av_batch(2, 6, g)
         return m, m.context(v.double(), torch.ones(2, 6, dtype=torch.bool))
@@ -33,7 +38,8 @@ def _prior(name: str):
 
 #: the path each registered prior is expected to get (a new prior must be listed here)
 EXPECTED = {"a-vae": "folded-mlp", "min-vae": "folded-mlp", "av-vae": "folded-mlp",
-            "av-cvae": "folded-mlp", "switching": "plain", "rvae": "plain", "dkf": "plain"}  # fmt: skip
+            "av-cvae": "folded-mlp", "switching": "plain", "rvae": "plain", "dkf": "plain",
+            "av-dkf": "split-head"}  # fmt: skip
 
 
 def test_every_registered_prior_has_an_expected_path():
