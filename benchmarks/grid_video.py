@@ -162,6 +162,33 @@ def table(res: dict, det: dict, tags: list[str]) -> str:
     return "\n".join(lines)
 
 
+def paired_table(res: dict, tags: list[str]) -> str:
+    """The AV priors' SI-SDR per condition against grid-s1-a-vae and grid-s1-av-concat
+    (paired, 95 % t-intervals): the README / model-card table."""
+    lines = ["| prior | visual (face video) | SI-SDR (dB) | vs `grid-s1-a-vae` [95 % CI] | vs `grid-s1-av-concat` [95 % CI] |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    base = res.get(("grid-s1-a-vae", "missing"))
+    if base is not None:
+        lines.append(f"| `grid-s1-a-vae` | (audio only) | {np.mean([v['si_sdr'] for v in base['scores'].values()]):.2f} | | |")
+
+    def diff(r, ref, keys):
+        if ref is None:
+            return ""
+        m, h = ci(np.array([r["scores"][k]["si_sdr"] - ref["scores"][k]["si_sdr"] for k in keys]))
+        return f"{m:+.2f} [{m - h:+.2f}, {m + h:+.2f}]"
+
+    for model in MODELS[1:]:
+        for tag in tags:
+            r = res.get((model, tag))
+            if r is None:
+                continue
+            keys = sorted(r["scores"])
+            si = np.mean([r["scores"][k]["si_sdr"] for k in keys])
+            vs_concat = "" if model == "grid-s1-av-concat" else diff(r, res.get(("grid-s1-av-concat", tag)), keys)
+            lines.append(f"| `{model}` | {CONDITIONS[tag][1]} | {si:.2f} | {diff(r, base, keys)} | {vs_concat} |")
+    return "\n".join(lines)
+
+
 def timing(out: Path, n: int, seed: int) -> str:
     """Wall time per file, in one process on one thread, back to back (the enhance runs above
     share the machine's 2 cores with other jobs, so their wall times are only indicative):
@@ -247,6 +274,7 @@ def main() -> None:
         (args.out / "table.md").write_text(table(res, det, [t for t in tags if any(k[1] == t for k in res)]) + "\n")
     (args.out / "detector.json").write_text(json.dumps(det, indent=1))
     print(table(res, det, tags))
+    print("\n" + paired_table(res, tags))
     if args.timing:
         print("\n" + timing(args.out, args.timing, seed))
 
