@@ -459,3 +459,52 @@ def test_sigterm_becomes_a_clean_exit_and_stale_temps_go(tmp_path):
                   file=str(cells / "a.json"), seed=0, example=str(ex / "m"))]  # fmt: skip
     assert remove_stale_temps(tasks) == 3
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def _noise_folder(root: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    for kind in ("babble", "cafe"):
+        (root / kind).mkdir(parents=True)
+        sf.write(root / kind / "a.flac", np.random.default_rng(0).standard_normal(16000) * 0.1, 16000)
+    return root
+
+
+def test_real_noise_folder_in_the_config(tmp_path):
+    """noise_dir: its subfolders are the noise types; unknown ones and a missing folder are
+    one-line errors."""
+    noise = _noise_folder(tmp_path / "noise")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_with(noise_dir="noise", noise_types=["cafe", "babble"])))
+    cfg = load_config(path)
+    assert cfg.noise_dir == noise and cfg.noise_types == ["cafe", "babble"]
+    assert cfg.to_dict()["noise_dir"] == str(noise)  # in the run record (and its cache key)
+    for bad, expected in ((dict(noise_dir="noise", noise_types=["white"]), "'white' is not a subfolder"),
+                          (dict(noise_dir="nope", noise_types=["cafe"]), "no such folder")):  # fmt: skip
+        path.write_text(yaml.safe_dump(_with(**bad)))
+        with pytest.raises(ReaviseError) as err:
+            load_config(path)
+        assert "\n" not in str(err.value) and expected in str(err.value)
+
+
+def test_the_grid_study_config_is_valid(tmp_path):
+    """configs/grid.yaml (the GRID fusion study) parses against a prepared corpus and a real
+    noise folder in its relative places."""
+    text = (REPO / "configs" / "grid.yaml").read_text()
+    cfg_dir = tmp_path / "configs"
+    cfg_dir.mkdir()
+    (tmp_path / "runs" / "grid" / "corpus").mkdir(parents=True)
+    (tmp_path / "runs" / "grid" / "corpus" / "manifest.jsonl").write_text("")
+    noise = tmp_path.parent / "shared" / "data" / "noise-real"
+    if not noise.exists():
+        _noise_folder(noise)
+        for kind in ("street", "car"):
+            (noise / kind).mkdir()
+            (noise / kind / "a.flac").write_bytes((noise / "cafe" / "a.flac").read_bytes())
+    (cfg_dir / "grid.yaml").write_text(text)
+    cfg = load_config(cfg_dir / "grid.yaml")
+    assert [m.name for m in cfg.models] == ["grid-s1-a-vae", "grid-s1-av-concat", "grid-s1-av-attention"]
+    assert cfg.noise_types == ["babble", "cafe", "street", "car"]
+    assert cfg.snrs == [-10.0, -5.0, 0.0, 5.0] and len(cfg.visual) == 6
+    assert [a.label for a in cfg.algorithms] == ["mcem", "vem"] and cfg.noise_dir.name == "noise-real"

@@ -18,6 +18,7 @@ Format (relative paths are relative to the config file's folder)::
     algorithms: [vem, {name: mcem, settings: {max_iter: 30}}]
     baselines: [noisy, oracle_wiener, mmse_lsa, rnnoise]
     noise_types: [white, babble]
+    # noise_dir: ../../shared/data/noise-real   # real noise, one subfolder per type
     snrs: [0, 5]
     visual: [clean, occlusion:0.5]
     n_utterances: 6
@@ -39,7 +40,7 @@ from ..errors import ReaviseError, SettingError
 
 TOP_KEYS = (
     "seed", "corpus", "models", "algorithms", "baselines", "noise_types", "snrs", "visual",
-    "n_utterances", "examples", "title",
+    "n_utterances", "examples", "title", "noise_dir",
 )  # fmt: skip
 SYNTH_KEYS = ("hours", "speakers", "seed", "min_utterance_seconds", "max_utterance_seconds")
 
@@ -94,6 +95,9 @@ class BenchConfig:
     examples: int = 4
     seed: int = 0
     title: str = ""
+    #: a folder of real noise recordings, one subfolder per type (``noise_types`` then names
+    #: those subfolders; ``reavise data mix --noise-dir``)
+    noise_dir: Path | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly copy (paths as strings) for the run record."""
@@ -324,7 +328,18 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
     if not models and not baselines:
         c.fail("", "nothing to run: no models and no baselines")
     noises = [str(n) for n in c.seq(m["noise_types"], "noise_types")]
-    for n in noises:
+    noise_dir = None
+    if m.get("noise_dir") is not None:
+        from ..data.mix import real_noise_types
+
+        noise_dir = c.path_of(m["noise_dir"], "noise_dir")
+        if not noise_dir.is_dir():
+            c.fail("noise_dir", f"{noise_dir}: no such folder")
+        real = real_noise_types(noise_dir) or {"file": []}  # a flat folder: one type, "file"
+        for n in noises:
+            if n not in real:
+                c.fail("noise_types", f"{n!r} is not a subfolder of {noise_dir} (found: {', '.join(sorted(real)) or 'none'})")
+    for n in [] if noise_dir is not None else noises:
         try:
             check_noise_type(n)
         except ReaviseError as exc:
@@ -349,6 +364,7 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
         examples=c.integer(m.get("examples", 4), "examples", 0),
         seed=seed,
         title=str(m.get("title", "") or path.stem),
+        noise_dir=noise_dir,
     )
 
 

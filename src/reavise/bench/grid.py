@@ -563,6 +563,7 @@ def run_benchmark(
         visual_conditions=cfg.visual,
         n_utterances=cfg.n_utterances,
         seed=cfg.seed,
+        noise_dir=cfg.noise_dir,
         workers=workers,
         progress=progress,
     )
