@@ -28,10 +28,9 @@ from torch import nn
 
 from .av_base import AVContext, AVPriorBase, check_fusion, site_kind
 from .base import SpeechPrior
-from .dkf import DKF, DKFConfig, _act, named_mlp, shift_previous
+from .dkf import DKF, DKFConfig, _act, named_mlp, run_posterior, shift_previous
 from .layers import HeadDecoder, TwoStream, gaussian_kl, input_features, is_divergence, reduce_loss
 from .registry import register_prior
-from .rvae import backward_lstm
 from .visual import VisualConfig, VisualFrontend
 
 #: the AV-DKF's fusion sites: the inference network, the decoder, the transition
@@ -130,25 +129,7 @@ class AVDKF(AVPriorBase):
     def infer(self, power: torch.Tensor, ctx: Any = None, eps: torch.Tensor | None = None):
         """q(z|x, v) run forward in time: (z, mean, logvar), each [B, T, D]; z_{t-1} feeds
         the next frame: mean_t + eps_t exp(logvar_t / 2) with ``eps``, else mean_t."""
-        c = self.config
-        xg, _ = self._enc_x(power, ctx)
-        if c.bidir_gx:
-            g, _ = self.rnn_gx(xg)
-            fwd, bwd = g.split(c.dim_rnn_gx, -1)
-            gx, parts = fwd + bwd, 3.0
-        else:
-            gx, parts = backward_lstm(self.rnn_gx, xg), 2.0
-        B, T, _ = gx.shape
-        z_t = gx.new_zeros(B, c.z_dim)
-        zs, means, logvars = [], [], []
-        for t in range(T):
-            h = self.mlp_g_z((self.mlp_ztm1_g(z_t) + gx[:, t]) / parts)
-            m, lv = self.inf_mean(h), self.inf_logvar(h)
-            z_t = m if eps is None else m + eps[:, t] * torch.exp(0.5 * lv)
-            zs.append(z_t)
-            means.append(m)
-            logvars.append(lv)
-        return torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
+        return run_posterior(self, self._enc_x(power, ctx)[0], eps)
 
     def encode(self, power: torch.Tensor, ctx: Any = None):
         _, mean, logvar = self.infer(power, ctx)

@@ -93,6 +93,32 @@ def shift_previous(z: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros_like(z[..., :1, :]), z[..., :-1, :]], -2)
 
 
+def run_posterior(m: nn.Module, xg: torch.Tensor, eps: torch.Tensor | None):
+    """The DKF inference network after its input MLP, for any model with the DKF's posterior
+    layers (``rnn_gx``, ``mlp_ztm1_g``, ``mlp_g_z``, ``inf_mean``, ``inf_logvar``; DKF, AV-DKF):
+    the encoder LSTM over ``xg`` [B, T, H], then q(z_t | z_{t-1}, g_t) forward in time.
+    Returns (z, mean, logvar), each [B, T, D]; z_t = mean_t + eps_t exp(logvar_t / 2) with
+    ``eps``, else mean_t."""
+    c = m.config
+    if c.bidir_gx:
+        g, _ = m.rnn_gx(xg)
+        fwd, bwd = g.split(c.dim_rnn_gx, -1)
+        gx, parts = fwd + bwd, 3.0
+    else:
+        gx, parts = backward_lstm(m.rnn_gx, xg), 2.0
+    B, T, _ = gx.shape
+    z_t = gx.new_zeros(B, c.z_dim)
+    zs, means, logvars = [], [], []
+    for t in range(T):
+        h = m.mlp_g_z((m.mlp_ztm1_g(z_t) + gx[:, t]) / parts)
+        mean, lv = m.inf_mean(h), m.inf_logvar(h)
+        z_t = mean if eps is None else mean + eps[:, t] * torch.exp(0.5 * lv)
+        zs.append(z_t)
+        means.append(mean)
+        logvars.append(lv)
+    return torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
+
+
 @register_prior("dkf", DKFConfig)
 class DKF(SpeechPrior):
     """Deep Kalman filter: Markov latent prior p(z_t|z_{t-1}), frame-wise MLP decoder."""
@@ -135,26 +161,7 @@ class DKF(SpeechPrior):
     def infer(self, power: torch.Tensor, eps: torch.Tensor | None = None):
         """q(z|x) run forward in time: (z, mean, logvar), each [B, T, D]; z_{t-1} feeds the
         next frame: mean_t + eps_t exp(logvar_t / 2) with ``eps``, else mean_t."""
-        c = self.config
-        xg = self.mlp_x_gx(input_features(power, c.input_transform))
-        if c.bidir_gx:
-            g, _ = self.rnn_gx(xg)
-            fwd, bwd = g.split(c.dim_rnn_gx, -1)
-            gx, parts = fwd + bwd, 3.0
-        else:
-            gx, parts = backward_lstm(self.rnn_gx, xg), 2.0
-        B, T, _ = gx.shape
-        z_t = gx.new_zeros(B, c.z_dim)
-        zs, means, logvars = [], [], []
-        for t in range(T):
-            g_t = (self.mlp_ztm1_g(z_t) + gx[:, t]) / parts
-            h = self.mlp_g_z(g_t)
-            m, lv = self.inf_mean(h), self.inf_logvar(h)
-            z_t = m if eps is None else m + eps[:, t] * torch.exp(0.5 * lv)
-            zs.append(z_t)
-            means.append(m)
-            logvars.append(lv)
-        return torch.stack(zs, 1), torch.stack(means, 1), torch.stack(logvars, 1)
+        return run_posterior(self, self.mlp_x_gx(input_features(power, self.config.input_transform)), eps)
 
     def encode(self, power: torch.Tensor, ctx: Any = None):
         _, mean, logvar = self.infer(power)
