@@ -67,24 +67,26 @@ class VisualCondition:
 
 def parse_visual(spec: str) -> VisualCondition:
     """Parse ``name`` or ``name:severity`` (e.g. ``occlusion:0.7``) into a condition."""
+    return parse_condition(spec, VISUAL_DEGRADATIONS, DEFAULT_SEVERITY, "visual condition", "visual condition")
+
+
+def parse_condition(spec: str, known: Registry, defaults: dict[str, float], kind: str, where: str,
+                    lead: str = "") -> VisualCondition:  # fmt: skip
+    """``name`` or ``name:severity`` into a condition of the registry ``known`` (``defaults``:
+    the severity of a bare name); one-line errors name the ``kind`` of condition, start the
+    severity ones with ``where`` and the unknown-name one with ``lead``."""
     name, _, sev = spec.strip().partition(":")
     name = name.strip()
-    if name not in VISUAL_DEGRADATIONS:
-        known = ", ".join(VISUAL_DEGRADATIONS.names())
-        raise ReaviseError(f"unknown visual condition {name!r} in {spec!r} (known: {known})")
+    if name not in known:
+        raise ReaviseError(f"{lead}unknown {kind} {name!r} in {spec!r} (known: {', '.join(known.names())})")
     if sev.strip() == "":
-        severity = DEFAULT_SEVERITY[name]
-    else:
-        try:
-            severity = float(sev)
-        except ValueError:
-            raise ReaviseError(
-                f"visual condition {spec!r}: severity {sev!r} is not a number"
-            ) from None
-        if not 0.0 <= severity <= 1.0:
-            raise ReaviseError(
-                f"visual condition {spec!r}: severity must be in 0..1, got {severity:g}"
-            )
+        return VisualCondition(name, defaults[name])
+    try:
+        severity = float(sev)
+    except ValueError:
+        raise ReaviseError(f"{where} {spec!r}: severity {sev!r} is not a number") from None
+    if not 0.0 <= severity <= 1.0:
+        raise ReaviseError(f"{where} {spec!r}: severity must be in 0..1, got {severity:g}")
     return VisualCondition(name, severity)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ReaviseError
 from ..registry import Registry
-from .degrade import VisualCondition, _run_bounds, runs_mask
+from .degrade import VisualCondition, _run_bounds, parse_condition, runs_mask
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +50,8 @@ class FaceDegraded:
 
 def parse_face_visual(spec: str) -> VisualCondition:
     """Parse ``name`` or ``name:severity`` (``occlusion:0.7``) into a face-video condition."""
-    name, _, sev = spec.strip().partition(":")
-    name = name.strip()
-    if name not in FACE_DEGRADATIONS:
-        known = ", ".join(FACE_DEGRADATIONS.names())
-        raise ReaviseError(f"--visual: unknown face-video condition {name!r} in {spec!r} (known: {known})")
-    if sev.strip() == "":
-        return VisualCondition(name, DEFAULT_SEVERITY[name])
-    try:
-        severity = float(sev)
-    except ValueError:
-        raise ReaviseError(f"--visual {spec!r}: severity {sev!r} is not a number") from None
-    if not 0.0 <= severity <= 1.0:
-        raise ReaviseError(f"--visual {spec!r}: severity must be in 0..1, got {severity:g}")
-    return VisualCondition(name, severity)
+    return parse_condition(spec, FACE_DEGRADATIONS, DEFAULT_SEVERITY, "face-video condition", "--visual",
+                           lead="--visual: ")  # fmt: skip
 
 
 def mouth_track(frames: np.ndarray, warn: Callable[[str], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
