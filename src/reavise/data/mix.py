@@ -505,7 +505,6 @@ def make_mixtures(
     corpus = read_manifest(corpus_dir)
     rows = select_utterances(corpus_dir, corpus, split, n_utterances, seed)
     ctx = noise_context(corpus_dir, corpus, rows, noises, real_noise, noise_dir, seed, babble_talkers)
-    babble_pool, ltass, noise_files = ctx["babble_pool"], ctx["ltass"], ctx["noise_files"]
 
     settings = {
         "version": 1,
@@ -563,12 +562,7 @@ def make_mixtures(
             "noises": noises,
             "visual": [v.spec for v in visuals],
             "done": sorted(i for i in ids if i in done),
-            "babble_pool": babble_pool,
-            "babble_talkers": babble_talkers,
-            "ltass": ltass,
-            "noise_files": noise_files,
-            "real_noise": real_noise,
-            "noise_dir": str(noise_dir) if noise_dir is not None else None,
+            **ctx,  # babble pool, LTASS, noise files, real noise (noise_context)
         }
         for r, ids in plan
         if any(i not in done for i in ids)
