@@ -59,11 +59,21 @@ class Fusion(nn.Module):
         return self.fuse(audio, visual, valid)
 
 
-@FUSIONS.register("concat")
-class ConcatFusion(Fusion):
-    """[a; v] with invalid visual frames zeroed; reports fixed 0.5/0.5 weights."""
+class PassThroughFusion(Fusion):
+    """A pass-through fusion: ``fuse(a, v) = [a; visual_part(v)]``, its weights broadcast
+    over the audio side's leading sample dims."""
 
     passthrough = True
+
+    def fuse(self, audio, visual, valid=None):
+        v, w = self.visual_part(visual, valid)
+        lead = audio.shape[:-1]
+        return torch.cat([audio, v.expand(*lead, v.shape[-1])], -1), w.expand(*lead, 2)
+
+
+@FUSIONS.register("concat")
+class ConcatFusion(PassThroughFusion):
+    """[a; v] with invalid visual frames zeroed; reports fixed 0.5/0.5 weights."""
 
     def __init__(self, da: int, dv: int, **_):
         super().__init__()
@@ -73,11 +83,6 @@ class ConcatFusion(Fusion):
         m = _valid(valid, visual)
         w = torch.full((*visual.shape[:-1], 2), 0.5, dtype=visual.dtype, device=visual.device)
         return visual * m[..., None].to(visual.dtype), w
-
-    def fuse(self, audio, visual, valid=None):
-        v, w = self.visual_part(visual, valid)
-        lead = audio.shape[:-1]
-        return torch.cat([audio, v.expand(*lead, v.shape[-1])], -1), w.expand(*lead, 2)
 
 
 @FUSIONS.register("gated")
@@ -249,7 +254,7 @@ class ReliabilityFusion(Fusion):
 
 
 @FUSIONS.register("frame_attention")
-class FrameAttentionFusion(Fusion):
+class FrameAttentionFusion(PassThroughFusion):
     """Per-frame modality attention from the visual stream: [a; w_v(t) v'_t].
 
     The visual features first attend over their neighbours (local multi-head self-attention
@@ -263,8 +268,6 @@ class FrameAttentionFusion(Fusion):
     utterance, they cost nothing on the EM's hot path (``Fusion.passthrough``), unlike the
     gated and cross-attention fusions, which are recomputed for every z sample.
     """
-
-    passthrough = True
 
     def __init__(self, da: int, dv: int, dim: int, heads: int = 4, window: int = 2, **_):
         super().__init__()
@@ -284,11 +287,6 @@ class FrameAttentionFusion(Fusion):
         v = self.norm(v + dv)
         wv = torch.sigmoid(self.score(v)) * m[..., None].to(v.dtype)
         return wv * torch.tanh(v), torch.cat([1 - wv, wv], -1)
-
-    def fuse(self, audio, visual, valid=None):
-        v, w = self.visual_part(visual, valid)
-        lead = audio.shape[:-1]
-        return torch.cat([audio, v.expand(*lead, v.shape[-1])], -1), w.expand(*lead, 2)
 
 
 def build_fusion(kind: str, da: int, dv: int, dim: int, heads: int = 4, window: int = 2,

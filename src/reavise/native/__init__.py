@@ -390,11 +390,10 @@ class Int8Decoder:
         F, H = W2.shape
         self.split, self.H, self.F, self.Fp = split, H, F, -(-F // 8) * 8  # _int_mm: N % 8 == 0
         if split.tanh_layer is not None:
-            W1, b1 = split.tanh_layer  # b1 [H], or a per-frame bias [..., T, H]
+            W1 = split.tanh_layer[0]
             self.D = W1.shape[1]
             self.W1t = W1.detach().float().t().contiguous()
-            self.b1 = b1.detach().float().reshape(-1, H).contiguous()
-            self.bias_rows = self.b1.shape[0]
+        self.rebind(split)  # b1 [H], or a per-frame bias [..., T, H]
         W2 = W2.detach().double()
         sw = QS / W2.abs().amax(1).clamp_min(1e-30)  # per output column: max |W| -> QS
         Wq = torch.round(W2 * sw[:, None])
