@@ -71,7 +71,7 @@ def test_demo_config_names_the_shipped_priors():
     ]
 
 
-@pytest.mark.parametrize("name, fusion", [("grid-s1-av-concat", "concat"), ("grid-s1-av-attention", "gated")])
+@pytest.mark.parametrize("name, fusion", [("grid-s1-av-concat", "concat"), ("grid-s1-av-attention", "frame_attention")])
 def test_grid_priors_carry_their_lip_reader_and_use_the_lips(name, fusion):
     """The shipped GRID-s1 AV priors load from their own file (the lip reader inside), and
     their p(z|v) follows the lips where they are valid and is N(0, I) where not."""
