@@ -22,6 +22,7 @@ from reavise.metrics import (
     evaluate_pair,
     markdown_table,
     match_lengths,
+    pesq_nb,
     pesq_wb,
     si_sdr,
     si_sdr_torch,
@@ -165,6 +166,7 @@ def test_match_lengths_trims_within_tolerance_and_errors_beyond():
 def test_identical_signals_give_best_scores():
     x = speechlike()
     assert pesq_wb(x, x) == pytest.approx(4.644, abs=0.01)
+    assert pesq_nb(x, x) == pytest.approx(4.549, abs=0.01)  # the top of the P.862.1 mapping
     assert estoi(x, x) == pytest.approx(1.0, abs=1e-3)
     assert stoi(x, x) == pytest.approx(1.0, abs=1e-3)
 
@@ -172,6 +174,8 @@ def test_identical_signals_give_best_scores():
 def test_pesq_silence_is_nan_with_warning(monkeypatch):
     with pytest.warns(UserWarning, match="no utterance"):
         assert math.isnan(pesq_wb(np.zeros(SR), speechlike()[:SR]))
+    with pytest.warns(UserWarning, match="no utterance"):
+        assert math.isnan(pesq_nb(np.zeros(SR), speechlike()[:SR]))
 
     import pesq as pesq_pkg
 
@@ -189,11 +193,13 @@ def test_evaluate_pair_keys_and_improvements():
     noisy = clean + 0.1 * rng.standard_normal(len(clean))
     est = clean + 0.02 * rng.standard_normal(len(clean))
     m = evaluate_pair(est[:-50], clean, SR, noisy=noisy)  # a 50-sample shortfall is trimmed
-    assert set(m) == {"si_sdr", "pesq", "stoi", "estoi", "si_sdr_i", "pesq_i", "estoi_i"}
+    assert set(m) == {"si_sdr", "pesq", "pesq_nb", "stoi", "estoi", "si_sdr_i", "pesq_i", "estoi_i"}
     # white noise at 1/5 of the amplitude: SI-SDR improves by ~20 log10(5) = 14 dB
     assert m["si_sdr_i"] == pytest.approx(20 * math.log10(5), abs=0.5)
     assert m["pesq_i"] > 0 and m["estoi_i"] > 0
-    assert set(evaluate_pair(est, clean, SR)) == {"si_sdr", "pesq", "stoi", "estoi"}
+    assert set(evaluate_pair(est, clean, SR)) == {"si_sdr", "pesq", "pesq_nb", "stoi", "estoi"}
+    # narrow band hears less of the white noise above 4 kHz than wide band does
+    assert m["pesq_nb"] > m["pesq"]
 
 
 # --------------------------------------------------------------------------- summaries
@@ -305,7 +311,7 @@ def test_cli_folders_writes_csv(tmp_path):
     assert res.exit_code == 0, res.output
     assert "mean ± std" in res.output and "SI-SDRi" in res.output
     lines = out.read_text().splitlines()
-    assert lines[0] == "file,si_sdr,pesq,stoi,estoi,si_sdr_i,pesq_i,estoi_i"
+    assert lines[0] == "file,si_sdr,pesq,pesq_nb,stoi,estoi,si_sdr_i,pesq_i,estoi_i"
     assert len(lines) == 4
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp file left
 
@@ -343,6 +349,7 @@ def test_ntcd_noisy_matches_readme():
     m = evaluate_pair(noisy, clean, SR)
     assert m["si_sdr"] == pytest.approx(-0.54, abs=0.02)
     assert m["pesq"] == pytest.approx(1.11, abs=0.02)
+    assert m["pesq_nb"] == pytest.approx(1.41, abs=0.02)
     assert m["estoi"] == pytest.approx(0.36, abs=0.01)
 
 

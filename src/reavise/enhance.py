@@ -147,30 +147,36 @@ def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None,
 
 
 def _load_video_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
-    """Audio track, mouth ROIs (AV prior) and frames of a video input."""
+    return load_video_input(job.source, uses_video)
+
+
+def load_video_input(source: Path, with_lips: bool = True) -> tuple[np.ndarray, VideoInput | None, object]:
+    """Audio track, mouth ROIs (``with_lips``: the project's face/mouth detector on every
+    frame) and the decoded frames of a video file: what ``reavise enhance VIDEO`` works on."""
     from . import video as V
 
-    frames, fps = V.read_video(job.source)
-    audio = V.read_audio_track(job.source, SAMPLE_RATE)
+    source = Path(source)
+    frames, fps = V.read_video(source)
+    audio = V.read_audio_track(source, SAMPLE_RATE)
     if audio is None:
-        raise InputError(f"{job.source}: video has no audio track to enhance")
+        raise InputError(f"{source}: video has no audio track to enhance")
     # codecs pad or delay the track a little: keep the length the frames imply
     video_s = len(frames) / fps
     audio = audio[: int(round(video_s * SAMPLE_RATE))]
     if len(audio) < DEFAULT_STFT.n_fft or not np.any(audio):
-        raise InputError(f"{job.source}: audio track is empty, silent or shorter than one frame")
-    check_level(job.source, audio)
+        raise InputError(f"{source}: audio track is empty, silent or shorter than one frame")
+    check_level(source, audio)
     audio_s = len(audio) / SAMPLE_RATE
     if video_s - audio_s > AV_TOLERANCE_S:
         log.warning(
-            f"{job.source}: the audio track lasts {audio_s:.2f} s but the video {video_s:.2f} s: "
+            f"{source}: the audio track lasts {audio_s:.2f} s but the video {video_s:.2f} s: "
             f"the enhanced video is silent after {audio_s:.2f} s"
         )
     lips = None
-    if uses_video:
+    if with_lips:
         roi, valid = V.extract_mouth_rois(frames)
         if valid is not None and not np.any(valid):
-            log.warning(f"{job.source}: no face found in any frame: enhanced audio-only")
+            log.warning(f"{source}: no face found in any frame: enhanced audio-only")
         lips = VideoInput(roi, fps, valid)
     return audio, lips, (frames, fps)
 

@@ -1,4 +1,4 @@
-"""Speech-enhancement metrics: SI-SDR, PESQ-WB, STOI, ESTOI, and folder-level evaluation.
+"""Speech-enhancement metrics: SI-SDR, PESQ-WB, PESQ-NB, STOI, ESTOI, and folder-level evaluation.
 
 Conventions (used everywhere in reavise, and matching the figures in the shared-data README):
 
@@ -7,7 +7,8 @@ Conventions (used everywhere in reavise, and matching the figures in the shared-
   scaled by the optimal ``alpha = <est, ref> / ||ref||^2`` and
   ``SI-SDR = 10 log10(||alpha ref||^2 / ||est - alpha ref||^2)`` in dB.
 * **PESQ** is ITU-T P.862.2 wide-band (``pesq`` package, mode ``'wb'``) at 16 kHz; its range
-  is about 1.04 .. 4.64 (identical signals).
+  is about 1.04 .. 4.64 (identical signals). **PESQ-NB** is P.862 narrow-band with the
+  P.862.1 MOS-LQO mapping (mode ``'nb'``) on the signals resampled to 8 kHz (1.02 .. 4.55).
 * **STOI / ESTOI** are Taal et al. 2011 / Jensen & Taal 2016 via ``pystoi`` (which resamples to
   10 kHz internally); range 0 .. 1.
 * Argument order is always ``(est, ref)`` (estimate first, clean reference second).
@@ -29,14 +30,18 @@ import torch
 from .audio import DEFAULT_STFT, SAMPLE_RATE, atomic_write, load_audio, resample
 from .errors import InputError, ReaviseError
 
+#: the sample rate of narrow-band PESQ (P.862)
+NB_RATE = 8000
+
 #: Metric columns produced by :func:`evaluate_pair`, in display order.
-METRICS: tuple[str, ...] = ("si_sdr", "pesq", "stoi", "estoi")
+METRICS: tuple[str, ...] = ("si_sdr", "pesq", "pesq_nb", "stoi", "estoi")
 #: Improvement columns added by :func:`evaluate_pair` when the noisy input is given.
 IMPROVEMENTS: tuple[str, ...] = ("si_sdr_i", "pesq_i", "estoi_i")
 #: Display names / units for tables.
 LABELS: dict[str, str] = {
     "si_sdr": "SI-SDR (dB)",
     "pesq": "PESQ-WB",
+    "pesq_nb": "PESQ-NB",
     "stoi": "STOI",
     "estoi": "ESTOI",
     "si_sdr_i": "SI-SDRi (dB)",
@@ -171,6 +176,29 @@ def pesq_wb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
         return math.nan
 
 
+def pesq_nb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Narrow-band PESQ (P.862 with the P.862.1 mapping) via the ``pesq`` package, on the
+    signals resampled to 8 kHz (its only narrow-band rate). NaN (with a warning) when PESQ
+    finds no utterance."""
+    from pesq import NoUtterancesError, pesq
+
+    e = _as_1d(est, "estimate")
+    r = _as_1d(ref, "reference")
+    e, r = match_lengths(e, r, sr, tolerance=default_len_tolerance(sr) + 8)
+    msg = "PESQ: no utterance detected (silent signal?); returning NaN"
+    if not (np.any(e) and np.any(r)):  # the pesq C code crashes on an all-zero signal
+        warnings.warn(msg, stacklevel=2)
+        return math.nan
+    if sr != NB_RATE:
+        e = resample(e, sr, NB_RATE).astype(np.float64)
+        r = resample(r, sr, NB_RATE).astype(np.float64)
+    try:
+        return float(pesq(NB_RATE, r, e, "nb"))
+    except NoUtterancesError:
+        warnings.warn(msg, stacklevel=2)
+        return math.nan
+
+
 def stoi(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Short-time objective intelligibility (Taal et al. 2011) via ``pystoi``."""
     from pystoi import stoi as _stoi
@@ -214,6 +242,7 @@ def evaluate_pair(
     out = {
         "si_sdr": si_sdr(e, r),
         "pesq": pesq_wb(e, r, sr),
+        "pesq_nb": pesq_nb(e, r, sr),
         "stoi": stoi(e, r, sr),
         "estoi": estoi(e, r, sr),
     }

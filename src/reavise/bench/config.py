@@ -21,8 +21,17 @@ Format (relative paths are relative to the config file's folder)::
     # noise_dir: ../../shared/data/noise-real   # real noise, one subfolder per type
     snrs: [0, 5]
     visual: [clean, occlusion:0.5]
+    # visual_on: face_video   # draw the conditions on the face video, then detect (below)
+    # reference: a-vae        # paired-difference tables: each prior minus this model
     n_utterances: 6
     examples: 4
+
+``visual_on``: ``rois`` (default) degrades the mouth ROIs the corpus already holds
+(``reavise data mix``: the model is told which frames are bad); ``face_video`` draws the
+conditions on the full-face video and runs the project's detector on what it gets, as
+``reavise enhance VIDEO`` does (``reavise data mix-video``; needs a prepared corpus with its
+videos and ``noise_dir``; conditions as ``mix-video --visual``: clean, occlusion:F, blur:F,
+dropped:F, missing).
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ from ..errors import ReaviseError, SettingError
 
 TOP_KEYS = (
     "seed", "corpus", "models", "algorithms", "baselines", "noise_types", "snrs", "visual",
-    "n_utterances", "examples", "title", "noise_dir",
+    "n_utterances", "examples", "title", "noise_dir", "visual_on", "reference",
 )  # fmt: skip
+VISUAL_ON = ("rois", "face_video")
 SYNTH_KEYS = ("hours", "speakers", "seed", "min_utterance_seconds", "max_utterance_seconds")
 
 
@@ -98,6 +108,10 @@ class BenchConfig:
     #: a folder of real noise recordings, one subfolder per type (``noise_types`` then names
     #: those subfolders; ``reavise data mix --noise-dir``)
     noise_dir: Path | None = None
+    #: where the visual conditions are drawn: "rois" (the mouth ROIs) or "face_video"
+    visual_on: str = "rois"
+    #: a model name: tables of each prior's paired difference against it ("" = none)
+    reference: str = ""
 
     def to_dict(self) -> dict:
         """JSON-friendly copy (paths as strings) for the run record."""
@@ -308,6 +322,7 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
     from ..baselines import BASELINES
     from ..data.degrade import parse_visual
     from ..data.noise import check_noise_type
+    from ..data.video_degrade import parse_face_visual
 
     c = _Checker(path)
     if data is None:
@@ -346,14 +361,27 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
             c.fail("noise_types", str(exc))
     snrs = [c.number(s, "snrs") for s in c.seq(m["snrs"], "snrs")]
     visual = [str(s) for s in c.seq(m["visual"], "visual")]
+    visual_on = str(m.get("visual_on", "rois"))
+    if visual_on not in VISUAL_ON:
+        c.fail("visual_on", f"expected one of {', '.join(VISUAL_ON)}, got {visual_on!r}")
+    corpus = _corpus(c, m["corpus"])
+    if visual_on == "face_video":
+        from .face_video import check_face_video_args
+
+        why = check_face_video_args(noise_dir, corpus.path)
+        if why:
+            c.fail("visual_on", f"face_video {why}")
     for s in visual:
         try:
-            parse_visual(s)
+            (parse_face_visual if visual_on == "face_video" else parse_visual)(s)
         except ReaviseError as exc:
             c.fail("visual", str(exc))
+    reference = str(m.get("reference", "") or "")
+    if reference and reference not in [spec.name for spec in models]:
+        c.fail("reference", f"{reference!r} is not one of the models ({', '.join(s.name for s in models) or 'none'})")
     return BenchConfig(
         path=path,
-        corpus=_corpus(c, m["corpus"]),
+        corpus=corpus,
         models=models,
         algorithms=algorithms,
         baselines=baselines,
@@ -365,6 +393,8 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
         seed=seed,
         title=str(m.get("title", "") or path.stem),
         noise_dir=noise_dir,
+        visual_on=visual_on,
+        reference=reference,
     )
 
 

@@ -440,7 +440,7 @@ def collect_rows(
                 "visual": m["visual"],
                 "severity": float(m["severity"]),
             }
-            for k in ("si_sdr", "pesq", "estoi", "stoi", "si_sdr_i", "pesq_i", "estoi_i",
+            for k in ("si_sdr", "pesq", "pesq_nb", "estoi", "stoi", "si_sdr_i", "pesq_i", "estoi_i",
                       "wall_s", "rtf"):  # fmt: skip
                 row[k] = _num(rec.get(k))
             row["source_id"] = m["source_id"]
@@ -554,19 +554,28 @@ def run_benchmark(
     from ..data.mix import make_mixtures
 
     mixdir = out / "mixtures"
-    mixtures = make_mixtures(
-        corpus,
-        mixdir,
-        split=cfg.corpus.split,
-        snrs=cfg.snrs,
-        noise_types=cfg.noise_types,
-        visual_conditions=cfg.visual,
-        n_utterances=cfg.n_utterances,
-        seed=cfg.seed,
-        noise_dir=cfg.noise_dir,
-        workers=workers,
-        progress=progress,
-    )
+    if cfg.visual_on == "face_video":
+        from .face_video import make_face_video_mixtures
+
+        mixtures = make_face_video_mixtures(
+            corpus, mixdir, out / "video", split=cfg.corpus.split, snrs=cfg.snrs,
+            noise_types=cfg.noise_types, visual=cfg.visual, n_utterances=cfg.n_utterances,
+            seed=cfg.seed, noise_dir=cfg.noise_dir, workers=workers, progress=progress,
+        )  # fmt: skip
+    else:
+        mixtures = make_mixtures(
+            corpus,
+            mixdir,
+            split=cfg.corpus.split,
+            snrs=cfg.snrs,
+            noise_types=cfg.noise_types,
+            visual_conditions=cfg.visual,
+            n_utterances=cfg.n_utterances,
+            seed=cfg.seed,
+            noise_dir=cfg.noise_dir,
+            workers=workers,
+            progress=progress,
+        )
     timings["mixtures_s"] = time.perf_counter() - t1
 
     methods = build_methods(cfg, checkpoints, notes)
@@ -584,7 +593,7 @@ def run_benchmark(
     write_results(rows, out / RESULTS)
     machine = machine_info(device, workers)
     notes += [f"failed: {e}" for e in errors]
-    text = tables_markdown(read_results(out / RESULTS), machine, notes, cfg.title)
+    text = tables_markdown(read_results(out / RESULTS), machine, notes, cfg.title, cfg.reference)
     atomic_write(out / TABLES, lambda t: Path(t).write_text(text))
     timings["total_s"] = time.perf_counter() - t0
     record = {

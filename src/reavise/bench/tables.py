@@ -1,4 +1,5 @@
-"""Result tables from ``results.csv``: mean ± 95 % CI per method and condition, and speed.
+"""Result tables from ``results.csv``: mean ± 95 % CI per method and condition, paired
+differences against a reference prior, and speed.
 
 The same :class:`Table` objects are rendered as Markdown (``tables.md``) by the benchmark and
 as HTML by the report, so both always show the same numbers.
@@ -20,16 +21,18 @@ from ..metrics import LABELS, markdown_table, summarize
 #: Columns of results.csv, in order.
 COLUMNS: tuple[str, ...] = (
     "id", "method", "model", "algorithm", "noise_type", "snr_db", "visual", "severity",
-    "si_sdr", "pesq", "estoi", "stoi", "si_sdr_i", "pesq_i", "estoi_i", "wall_s", "rtf",
-    "source_id", "duration_s",
+    "si_sdr", "pesq", "pesq_nb", "estoi", "stoi", "si_sdr_i", "pesq_i", "estoi_i", "wall_s",
+    "rtf", "source_id", "duration_s",
 )  # fmt: skip
-NUMERIC = {"snr_db", "severity", "si_sdr", "pesq", "estoi", "stoi", "si_sdr_i", "pesq_i",
-           "estoi_i", "wall_s", "rtf", "duration_s"}  # fmt: skip
+NUMERIC = {"snr_db", "severity", "si_sdr", "pesq", "pesq_nb", "estoi", "stoi", "si_sdr_i",
+           "pesq_i", "estoi_i", "wall_s", "rtf", "duration_s"}  # fmt: skip
 #: Metrics of the overall table; the per-condition tables show the first three.
-OVERALL = ("si_sdr", "si_sdr_i", "pesq", "pesq_i", "estoi", "estoi_i", "stoi")
+OVERALL = ("si_sdr", "si_sdr_i", "pesq", "pesq_i", "pesq_nb", "estoi", "estoi_i", "stoi")
 PIVOT_METRICS = ("si_sdr_i", "pesq_i", "estoi_i")
 #: Metrics of the SNR x visual-condition tables (absolute scores, averaged over noise types).
-CONDITION_METRICS = ("si_sdr", "pesq", "estoi")
+CONDITION_METRICS = ("si_sdr", "pesq", "pesq_nb", "stoi", "estoi")
+#: Metrics of the paired-difference tables (a prior minus the reference prior, same mixture).
+PAIRED_METRICS = ("si_sdr", "pesq", "estoi")
 
 
 @dataclass
@@ -177,6 +180,30 @@ def condition_table(rows: list[dict], metric: str) -> Table:
     return t
 
 
+def paired_table(rows: list[dict], metric: str, reference: str) -> Table | None:
+    """Each prior minus the ``reference`` prior (a model name) run with the same algorithm,
+    mixture by mixture, per (SNR, visual condition): mean difference ± 95 % CI (Student's t
+    over the paired mixtures). None when no row is the reference's."""
+    ref = {(r["algorithm"], r["id"]): r[metric] for r in rows if r.get("model") == reference}
+    if not ref:
+        return None
+    diffs: list[dict] = []
+    for r in rows:
+        other = ref.get((r.get("algorithm"), r["id"]))
+        if r.get("model") in ("", reference, None) or other is None:
+            continue
+        diffs.append({**r, metric: r[metric] - other})
+    if not diffs:
+        return None
+    t = condition_table(diffs, metric)
+    t.key = f"paired-{metric}"
+    t.title = (
+        f"{LABELS.get(metric, metric)}: each prior minus {reference} with the same algorithm, "
+        "paired by mixture, per SNR and visual condition (mean ± 95 % CI)"
+    )
+    return t
+
+
 def speed_table(rows: list[dict], machine: dict | None = None) -> Table:
     """Real-time factor (wall time / audio duration) per method, i.e. per model and algorithm."""
     out = []
@@ -206,8 +233,9 @@ def speed_table(rows: list[dict], machine: dict | None = None) -> Table:
     )
 
 
-def all_tables(rows: list[dict], machine: dict | None = None) -> list[Table]:
-    """Overall, per SNR and per visual condition (for the key metrics), and speed."""
+def all_tables(rows: list[dict], machine: dict | None = None, reference: str = "") -> list[Table]:
+    """Overall, per SNR and per visual condition (for the key metrics), the paired
+    differences against ``reference`` (a model name; none when empty), and speed."""
     tables = [overall_table(rows)]
     for metric in PIVOT_METRICS:
         if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
@@ -220,12 +248,16 @@ def all_tables(rows: list[dict], machine: dict | None = None) -> list[Table]:
     for metric in CONDITION_METRICS:
         if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
             tables.append(condition_table(rows, metric))
+    for metric in PAIRED_METRICS if reference else ():
+        t = paired_table(rows, metric, reference)
+        if t is not None:
+            tables.append(t)
     tables.append(speed_table(rows, machine))
     return tables
 
 
 def tables_markdown(rows: list[dict], machine: dict | None = None, notes: Sequence[str] = (),
-                    title: str = "") -> str:  # fmt: skip
+                    title: str = "", reference: str = "") -> str:  # fmt: skip
     """The whole ``tables.md``."""
     parts = [f"# Benchmark results{': ' + title if title else ''}\n"]
     n_utt = len({r.get("source_id") for r in rows})
@@ -238,5 +270,5 @@ def tables_markdown(rows: list[dict], machine: dict | None = None, notes: Sequen
         parts.append(f"- note: {n}")
     if notes:
         parts.append("")
-    parts += [t.markdown() for t in all_tables(rows, machine)]
+    parts += [t.markdown() for t in all_tables(rows, machine, reference)]
     return "\n".join(parts)
