@@ -35,6 +35,35 @@ def test_nmf_m_step_never_increases_the_cost():
     assert torch.isfinite(nmf.H).all() and torch.isfinite(nmf.g).all()
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_a_gain_the_prior_overrides_stops_at_the_floor(native, monkeypatch):
+    """A frame whose power is far below the speech variance the prior insists on: each M-step
+    divides its gain by up to 1e10, down to 0 in float32 without the floor (then log g is
+    -inf and the next E-step's variances NaN, as once seen on a GRID mixture); with it the
+    gain stops at GAIN_FLOOR and the other frames' gains are untouched by the floor."""
+    import reavise.inference.nmf as nmf_mod
+
+    g = torch.Generator().manual_seed(1)
+    P = torch.rand(1, 6, 64, generator=g) + 0.1
+    P[0, 3] = 1e-30  # a silent frame
+    Vs = torch.full((2, 1, 6, 64), 1e3)
+    mask = torch.ones(1, 6)
+
+    def run():
+        nmf = init_nmf(P, 3, torch.Generator().manual_seed(0))
+        nmf.g[0, 3] = 1e-30
+        return m_step(nmf, P, Vs, mask, native=native)[0]
+
+    floored = run()
+    assert floored.g[0, 3] == pytest.approx(nmf_mod.GAIN_FLOOR, rel=1e-6)
+    assert torch.isfinite(torch.log(floored.g)).all()
+    monkeypatch.setattr(nmf_mod, "GAIN_FLOOR", 0.0)
+    free = run()
+    assert free.g[0, 3] < 1.2e-38  # what the floor prevents: a denormal on its way to 0
+    keep = [0, 1, 2, 4, 5]
+    assert torch.equal(free.g[0, keep], floored.g[0, keep]) and torch.equal(free.W, floored.W)
+
+
 def test_unknown_algorithm_and_setting():
     with pytest.raises(ReaviseError, match="unknown algorithm"):
         build_algorithm("gibbs")

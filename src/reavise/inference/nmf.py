@@ -21,6 +21,14 @@ import torch
 from .. import native as native_kernels
 
 EPS = 1e-10
+#: floor of the gains g after every M-step. The multiplicative update can drive a frame's
+#: gain down geometrically (by up to EPS per iteration) when the prior insists on speech the
+#: frame does not hold; left alone it reaches 0 in float32 (seen after ~90 MCEM iterations on
+#: a GRID mixture with the gated AV prior), log g turns -inf and the E-step's speech
+#: variances NaN. At 1e-20 the frame's speech g sigma2 is nil; healthy runs stay far above it
+#: (lowest seen: 5e-14) and compute exactly what they did without the floor. W and H may
+#: underflow to 0 (unused components do): the E-step floors WH itself.
+GAIN_FLOOR = 1e-20
 
 
 @dataclass
@@ -101,7 +109,7 @@ def m_step(
             W.contiguous(), H.contiguous(), g.contiguous(), Vs.contiguous(), Pm.contiguous(),
             mask.contiguous(),
         )  # fmt: skip
-        return NMFState(W, H, g), cost
+        return _floored(W, H, g), cost
     if A is None:
         A, Bm, _ = sums(W, H, g)
     W = W * torch.sqrt(_time_sum(H, A, mask) / _time_sum(H, Bm, mask).clamp_min(EPS)).clamp_min(EPS)
@@ -120,7 +128,12 @@ def m_step(
     den = DV.sum(-1) * mask
     ratio = torch.where(mask > 0, num / den.clamp_min(EPS), torch.ones_like(num))
     g = g * torch.sqrt(ratio).clamp_min(EPS)
-    return NMFState(W, H, g), cost
+    return _floored(W, H, g), cost
+
+
+def _floored(W: torch.Tensor, H: torch.Tensor, g: torch.Tensor) -> NMFState:
+    """The M-step's result with g >= GAIN_FLOOR (in place)."""
+    return NMFState(W, H, g.clamp_min_(GAIN_FLOOR))
 
 
 def _time_sum(H: torch.Tensor, A: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
