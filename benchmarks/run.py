@@ -82,13 +82,25 @@ MCEM_VARIANTS = [
 ]
 
 
+def output_shape(prior) -> tuple[int, int]:
+    """(bins F, hidden H) of the prior's decoder output layer, the product MCEM runs per MH
+    step, as ``fastpath.decoder_split`` finds it (not by a layer's attribute name)."""
+    from reavise.inference.fastpath import decoder_split
+
+    split = decoder_split(prior, None)
+    if split is None:
+        raise SystemExit("the benchmark prior's decoder does not end in a linear layer")
+    F, H = split.weight.shape
+    return F, H
+
+
 def default_mcem_path(prior) -> tuple[str, dict]:
     """Which of MCEM_VARIANTS the default settings run here, and the decision behind it."""
     from reavise import native
 
     if native.load() is None:
         return "torch", {"chosen": "float32", "reason": f"native kernels off: {native.unavailable_reason()}"}
-    F, H = prior.dec_logvar.weight.shape
+    F, H = output_shape(prior)
     choice = native.decoder_path(H, F)
     return ("native_int8" if choice.chosen == "int8" else "native_float32"), choice.as_dict()
 
@@ -101,7 +113,7 @@ def fast_path_measurement(prior) -> dict:
     key, decision = default_mcem_path(prior)
     out = {"default_path": key, "decision": decision}
     if native.load() is not None:
-        F, H = prior.dec_logvar.weight.shape
+        F, H = output_shape(prior)
         out["measured_now"] = native.decoder_path(H, F, refresh=True).as_dict()
     return out
 
@@ -176,9 +188,9 @@ def matmul_floor(prior, noisy, iters: int, n_mh: int = 40) -> float:
     from reavise.audio import stft
 
     T = stft(torch.from_numpy(noisy).float()).shape[0]
-    lin = prior.dec_logvar
-    h = torch.rand(T, lin.in_features) * 2 - 1
-    W, C = lin.weight.detach().t().contiguous(), torch.randn(T, lin.out_features)
+    F, H = output_shape(prior)
+    h = torch.rand(T, H) * 2 - 1
+    W, C = torch.randn(H, F), torch.randn(T, F)
     with torch.inference_mode():
         for _ in range(50):
             torch.addmm(C, h, W)

@@ -197,31 +197,39 @@ def _nmf(seed=3):
                     torch.rand(B, T, generator=g, dtype=torch.float64) + 0.5)  # fmt: skip
 
 
+def _sequence_case():
+    """The tiny AV-DKF (frozen), its inputs and context, a noise model, a starting z and each
+    utterance's reference model: what the sequence E-step tests start from."""
+    m = _tiny().requires_grad_(False)
+    P, video, valid = _inputs()
+    sd = m.state_dict()
+    refs = [reference(sd, P[b], video[b], valid[b], None) for b in range(B)]
+    z0 = torch.randn(B, T, D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    return m, P, m.context(video, valid), _nmf(), z0, refs
+
+
+def _frame_log_target(ref, P_b, nmf, b, z, w):
+    """log p(x_t|z_t) + w log p(z_t | z_{t-1}, v_t) per frame of utterance b, written out from
+    the reference model (z [..., T, D] -> [..., T])."""
+    _, _, _, transition, decode = ref
+    V = nmf.g[b, :, None] * torch.exp(decode(z)) + nmf.H[b] @ nmf.W[b]
+    pm, plv = transition(z)
+    lp = -0.5 * ((z - pm) ** 2 * torch.exp(-plv) + plv + math.log(2 * math.pi)).sum(-1)
+    return -(torch.log(V) + P_b / V).sum(-1) + w * lp
+
+
 @pytest.mark.parametrize("precondition", [False, True])
 def test_langevin_e_step_matches_a_plain_loop(precondition):
     """Unadjusted (pSGLD with ``precondition``) Langevin on whole sequences, the target written
     out from the reference model: log p(x|z) + w log p(z_t | z_{t-1}, v_t)."""
-    m = _tiny().requires_grad_(False)
-    sd = m.state_dict()
-    P, video, valid = _inputs()
-    ctx = m.context(video, valid)
-    nmf = _nmf()
-    z0 = torch.randn(B, T, D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    m, P, ctx, nmf, z0, refs = _sequence_case()
     C, eta, w, extra = 3, 0.02, 1.5, 0.01
     kw = dict(n_steps=3, step_size=eta, n_chains=C, prior_weight=w, extra_noise=extra, precondition=precondition)
     state = SequenceChains(z=z0)
     zs, Vs = langevin_e_step(m, P, ctx, nmf, state, torch.Generator().manual_seed(5), **kw)
-    refs = [reference(sd, P[b], video[b], valid[b], None) for b in range(B)]
 
     def logpi(z):  # z [C, B, T, D]
-        total = 0.0
-        for b in range(B):
-            _, _, _, transition, decode = refs[b]
-            V = nmf.g[b, :, None] * torch.exp(decode(z[:, b])) + nmf.H[b] @ nmf.W[b]
-            pm, plv = transition(z[:, b])
-            total = total - (torch.log(V) + P[b] / V).sum()
-            total = total - w * 0.5 * ((z[:, b] - pm) ** 2 * torch.exp(-plv) + plv).sum()
-        return total
+        return sum(_frame_log_target(refs[b], P[b], nmf, b, z[:, b], w).sum() for b in range(B))
 
     gen = torch.Generator().manual_seed(5)
     z = z0.expand(C, B, T, D) + math.sqrt(extra) * torch.randn(C, B, T, D, generator=gen, dtype=torch.float64)
@@ -248,26 +256,13 @@ def test_mala_sequence_e_step_matches_a_plain_mala():
     the target from the reference model."""
     from reavise.inference.mala import MALAEM, MALAConfig, MALAState
 
-    m = _tiny().requires_grad_(False)
-    sd = m.state_dict()
-    P, video, valid = _inputs()
-    ctx = m.context(video, valid)
-    nmf = _nmf()
-    z0 = torch.randn(B, T, D, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    m, P, ctx, nmf, z0, refs = _sequence_case()
     n, eta, w = 6, 0.5, 1.5
     cfg = MALAConfig(n_steps=n, n_samples=2, step_size=eta, prior_weight=w, acceptance="sequence", tamed=False)
     zs, _ = MALAEM(cfg).e_step(m, P, ctx, nmf, MALAState(z=z0.clone()), torch.Generator().manual_seed(3))
-    refs = [reference(sd, P[b], video[b], valid[b], None) for b in range(B)]
 
     def logpi(z):  # [B, T]
-        out = []
-        for b in range(B):
-            _, _, _, transition, decode = refs[b]
-            V = nmf.g[b, :, None] * torch.exp(decode(z[b])) + nmf.H[b] @ nmf.W[b]
-            pm, plv = transition(z[b])
-            lp = -0.5 * ((z[b] - pm) ** 2 * torch.exp(-plv) + plv + math.log(2 * math.pi)).sum(-1)
-            out.append(-(torch.log(V) + P[b] / V).sum(-1) + w * lp)
-        return torch.stack(out)
+        return torch.stack([_frame_log_target(refs[b], P[b], nmf, b, z[b], w) for b in range(B)])
 
     def drift(z):
         z = z.detach().requires_grad_(True)

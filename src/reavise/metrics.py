@@ -157,45 +157,40 @@ def pesq_wb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
 
     Returns NaN (with a warning) when PESQ finds no utterance, e.g. on silence.
     """
-    from pesq import NoUtterancesError, pesq
-
     e = _as_1d(est, "estimate")
     r = _as_1d(ref, "reference")
     if sr != SAMPLE_RATE:  # P.862.2 is defined at 16 kHz only
         e = resample(e, sr, SAMPLE_RATE).astype(np.float64)
         r = resample(r, sr, SAMPLE_RATE).astype(np.float64)
     e, r = match_lengths(e, r, SAMPLE_RATE, tolerance=default_len_tolerance(SAMPLE_RATE) + 8)
-    msg = "PESQ: no utterance detected (silent signal?); returning NaN"
-    if not (np.any(e) and np.any(r)):  # the pesq C code crashes on an all-zero signal
-        warnings.warn(msg, stacklevel=2)
-        return math.nan
-    try:
-        return float(pesq(SAMPLE_RATE, r, e, "wb"))
-    except NoUtterancesError:
-        warnings.warn(msg, stacklevel=2)
-        return math.nan
+    return _pesq(e, r, SAMPLE_RATE, "wb")
 
 
 def pesq_nb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """Narrow-band PESQ (P.862 with the P.862.1 mapping) via the ``pesq`` package, on the
     signals resampled to 8 kHz (its only narrow-band rate). NaN (with a warning) when PESQ
     finds no utterance."""
-    from pesq import NoUtterancesError, pesq
-
     e = _as_1d(est, "estimate")
     r = _as_1d(ref, "reference")
     e, r = match_lengths(e, r, sr, tolerance=default_len_tolerance(sr) + 8)
-    msg = "PESQ: no utterance detected (silent signal?); returning NaN"
-    if not (np.any(e) and np.any(r)):  # the pesq C code crashes on an all-zero signal
-        warnings.warn(msg, stacklevel=2)
-        return math.nan
-    if sr != NB_RATE:
+    if sr != NB_RATE and np.any(e) and np.any(r):
         e = resample(e, sr, NB_RATE).astype(np.float64)
         r = resample(r, sr, NB_RATE).astype(np.float64)
+    return _pesq(e, r, NB_RATE, "nb")
+
+
+def _pesq(e: np.ndarray, r: np.ndarray, rate: int, mode: str) -> float:
+    """The ``pesq`` package's score, NaN (with a warning) where it finds no utterance."""
+    from pesq import NoUtterancesError, pesq
+
+    msg = "PESQ: no utterance detected (silent signal?); returning NaN"
+    if not (np.any(e) and np.any(r)):  # the pesq C code crashes on an all-zero signal
+        warnings.warn(msg, stacklevel=3)
+        return math.nan
     try:
-        return float(pesq(NB_RATE, r, e, "nb"))
+        return float(pesq(rate, r, e, mode))
     except NoUtterancesError:
-        warnings.warn(msg, stacklevel=2)
+        warnings.warn(msg, stacklevel=3)
         return math.nan
 
 

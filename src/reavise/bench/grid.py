@@ -554,28 +554,16 @@ def run_benchmark(
     from ..data.mix import make_mixtures
 
     mixdir = out / "mixtures"
+    common = dict(
+        split=cfg.corpus.split, snrs=cfg.snrs, noise_types=cfg.noise_types, n_utterances=cfg.n_utterances,
+        seed=cfg.seed, noise_dir=cfg.noise_dir, workers=workers, progress=progress,
+    )  # fmt: skip
     if cfg.visual_on == "face_video":
         from .face_video import make_face_video_mixtures
 
-        mixtures = make_face_video_mixtures(
-            corpus, mixdir, out / "video", split=cfg.corpus.split, snrs=cfg.snrs,
-            noise_types=cfg.noise_types, visual=cfg.visual, n_utterances=cfg.n_utterances,
-            seed=cfg.seed, noise_dir=cfg.noise_dir, workers=workers, progress=progress,
-        )  # fmt: skip
+        mixtures = make_face_video_mixtures(corpus, mixdir, out / "video", visual=cfg.visual, **common)
     else:
-        mixtures = make_mixtures(
-            corpus,
-            mixdir,
-            split=cfg.corpus.split,
-            snrs=cfg.snrs,
-            noise_types=cfg.noise_types,
-            visual_conditions=cfg.visual,
-            n_utterances=cfg.n_utterances,
-            seed=cfg.seed,
-            noise_dir=cfg.noise_dir,
-            workers=workers,
-            progress=progress,
-        )
+        mixtures = make_mixtures(corpus, mixdir, visual_conditions=cfg.visual, **common)
     timings["mixtures_s"] = time.perf_counter() - t1
 
     methods = build_methods(cfg, checkpoints, notes)

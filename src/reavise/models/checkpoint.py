@@ -51,16 +51,23 @@ def save_checkpoint(
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def load_weights_file(path: str | os.PathLike, kind: str = "checkpoint") -> Any:
+    """``torch.load`` of a weights-only file (no code is unpickled) on the CPU; a missing or
+    unreadable file is one CheckpointError line naming it as a ``kind``."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such {kind}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable for any reason: one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable {kind} ({first[:160]})") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """Load and validate a reavise checkpoint file (weights only: no code is unpickled)."""
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+    payload = load_weights_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and any(k.startswith("mlp_x_z") for k in payload):

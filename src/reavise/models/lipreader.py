@@ -249,13 +249,10 @@ def build_lipreader(config: dict | LipReaderConfig) -> LipReader:
 
 def read_lipreader(path: str | os.PathLike) -> dict:
     """The payload of a lip-reader file (config, state_dict, extra), checked."""
+    from .checkpoint import load_weights_file
+
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such lip-reader checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unreadable for any reason: one line
-        raise CheckpointError(f"{path}: not a readable lip-reader checkpoint ({type(exc).__name__})") from None
+    payload = load_weights_file(path, "lip-reader checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a reavise lip-reader checkpoint (`reavise lipreader train`)")
     return payload
