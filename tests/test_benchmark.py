@@ -507,4 +507,5 @@ def test_the_grid_study_config_is_valid(tmp_path):
     assert [m.name for m in cfg.models] == ["grid-s1-a-vae", "grid-s1-av-concat", "grid-s1-av-attention"]
     assert cfg.noise_types == ["babble", "cafe", "street", "car"]
     assert cfg.snrs == [-10.0, -5.0, 0.0, 5.0] and len(cfg.visual) == 6 and cfg.n_utterances == 6
+    assert cfg.visual_on == "face_video" and cfg.reference == ["grid-s1-a-vae", "grid-s1-av-concat"]
     assert [a.label for a in cfg.algorithms] == ["mcem", "vem"] and cfg.noise_dir.name == "noise-real"

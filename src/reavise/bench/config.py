@@ -22,7 +22,7 @@ Format (relative paths are relative to the config file's folder)::
     snrs: [0, 5]
     visual: [clean, occlusion:0.5]
     # visual_on: face_video   # draw the conditions on the face video, then detect (below)
-    # reference: a-vae        # paired-difference tables: each prior minus this model
+    # reference: [a-vae]      # paired-difference tables: each prior minus each of these
     n_utterances: 6
     examples: 4
 
@@ -110,8 +110,8 @@ class BenchConfig:
     noise_dir: Path | None = None
     #: where the visual conditions are drawn: "rois" (the mouth ROIs) or "face_video"
     visual_on: str = "rois"
-    #: a model name: tables of each prior's paired difference against it ("" = none)
-    reference: str = ""
+    #: model names: tables of each prior's paired difference against each of them
+    reference: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-friendly copy (paths as strings) for the run record."""
@@ -376,9 +376,10 @@ def parse_config(data: Any, path: Path) -> BenchConfig:
             (parse_face_visual if visual_on == "face_video" else parse_visual)(s)
         except ReaviseError as exc:
             c.fail("visual", str(exc))
-    reference = str(m.get("reference", "") or "")
-    if reference and reference not in [spec.name for spec in models]:
-        c.fail("reference", f"{reference!r} is not one of the models ({', '.join(s.name for s in models) or 'none'})")
+    reference = [str(r) for r in c.seq(m.get("reference", []), "reference", allow_empty=True)]
+    for r in reference:
+        if r not in [spec.name for spec in models]:
+            c.fail("reference", f"{r!r} is not one of the models ({', '.join(s.name for s in models) or 'none'})")
     return BenchConfig(
         path=path,
         corpus=corpus,

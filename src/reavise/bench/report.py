@@ -265,7 +265,7 @@ def write_report(run: str | os.PathLike, out: str | os.PathLike | None = None) -
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        tables = all_tables(rows, record.get("machine"), (record.get("config") or {}).get("reference") or "")
+        tables = all_tables(rows, record.get("machine"), (record.get("config") or {}).get("reference") or [])
         tables_html = "".join(f'<div class="scroll">{t.html()}</div>' for t in tables)
         plots = []
         snrs = sorted(dict.fromkeys(r["snr_db"] for r in rows))

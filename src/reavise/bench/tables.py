@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,26 +183,42 @@ def condition_table(rows: list[dict], metric: str) -> Table:
 
 def paired_table(rows: list[dict], metric: str, reference: str) -> Table | None:
     """Each prior minus the ``reference`` prior (a model name) run with the same algorithm,
-    mixture by mixture, per (SNR, visual condition): mean difference ± 95 % CI (Student's t
-    over the paired mixtures). None when no row is the reference's."""
+    mixture by mixture: one row per (method, visual condition), one column per SNR (noise
+    types pooled) and all SNRs; mean difference ± 95 % CI (Student's t over the paired
+    mixtures). None when no row is the reference's."""
     ref = {(r["algorithm"], r["id"]): r[metric] for r in rows if r.get("model") == reference}
-    if not ref:
-        return None
-    diffs: list[dict] = []
+    diffs = []
     for r in rows:
         other = ref.get((r.get("algorithm"), r["id"]))
-        if r.get("model") in ("", reference, None) or other is None:
-            continue
-        diffs.append({**r, metric: r[metric] - other})
+        if r.get("model") not in ("", reference, None) and other is not None:
+            diffs.append({**r, metric: r[metric] - other})
     if not diffs:
         return None
-    t = condition_table(diffs, metric)
-    t.key = f"paired-{metric}"
-    t.title = (
+    snrs = sorted({r["snr_db"] for r in diffs})
+    out, numbers = [], {}
+    for m in methods_of(diffs):
+        sel = [r for r in diffs if r["method"] == m]
+        for v in _ordered([visual_label(r) for r in sel]):
+            part = [r for r in sel if visual_label(r) == v]
+            cells = [m, v]
+            for key, group in [*((snr_label(x), [r for r in part if r["snr_db"] == x]) for x in snrs), ("all", part)]:
+                st = summarize(group, [metric])[metric] if group else {"mean": math.nan, "ci95": math.nan}
+                numbers[(f"{m} | {v}", key)] = st["mean"]
+                cells.append(fmt(st))
+            out.append(cells)
+    return Table(
         f"{LABELS.get(metric, metric)}: each prior minus {reference} with the same algorithm, "
-        "paired by mixture, per SNR and visual condition (mean ± 95 % CI)"
+        "paired by mixture (mean ± 95 % CI over mixtures, noise types pooled)",
+        ["method", "visual", *[snr_label(x) for x in snrs], "all SNRs"],
+        out,
+        key=f"paired-{safe_key(reference)}-{metric}",
+        numbers=numbers,
     )
-    return t
+
+
+def safe_key(name: str) -> str:
+    """``name`` as an HTML id part."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name)
 
 
 def speed_table(rows: list[dict], machine: dict | None = None) -> Table:
@@ -233,9 +250,9 @@ def speed_table(rows: list[dict], machine: dict | None = None) -> Table:
     )
 
 
-def all_tables(rows: list[dict], machine: dict | None = None, reference: str = "") -> list[Table]:
+def all_tables(rows: list[dict], machine: dict | None = None, references: Sequence[str] = ()) -> list[Table]:
     """Overall, per SNR and per visual condition (for the key metrics), the paired
-    differences against ``reference`` (a model name; none when empty), and speed."""
+    differences against each of ``references`` (model names), and speed."""
     tables = [overall_table(rows)]
     for metric in PIVOT_METRICS:
         if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
@@ -248,16 +265,17 @@ def all_tables(rows: list[dict], machine: dict | None = None, reference: str = "
     for metric in CONDITION_METRICS:
         if any(math.isfinite(r.get(metric, math.nan)) for r in rows):
             tables.append(condition_table(rows, metric))
-    for metric in PAIRED_METRICS if reference else ():
-        t = paired_table(rows, metric, reference)
-        if t is not None:
-            tables.append(t)
+    for reference in references:
+        for metric in PAIRED_METRICS:
+            t = paired_table(rows, metric, reference)
+            if t is not None:
+                tables.append(t)
     tables.append(speed_table(rows, machine))
     return tables
 
 
 def tables_markdown(rows: list[dict], machine: dict | None = None, notes: Sequence[str] = (),
-                    title: str = "", reference: str = "") -> str:  # fmt: skip
+                    title: str = "", references: Sequence[str] = ()) -> str:  # fmt: skip
     """The whole ``tables.md``."""
     parts = [f"# Benchmark results{': ' + title if title else ''}\n"]
     n_utt = len({r.get("source_id") for r in rows})
@@ -270,5 +288,5 @@ def tables_markdown(rows: list[dict], machine: dict | None = None, notes: Sequen
         parts.append(f"- note: {n}")
     if notes:
         parts.append("")
-    parts += [t.markdown() for t in all_tables(rows, machine, reference)]
+    parts += [t.markdown() for t in all_tables(rows, machine, references)]
     return "\n".join(parts)
