@@ -276,7 +276,7 @@ def test_benchmark_on_face_videos_runs_the_enhance_video_path(tmp_path, speechli
     cfg = {
         "seed": 1, "corpus": {"path": str(corpus), "split": "test"}, "noise_dir": str(noise),
         "noise_types": ["hiss"], "snrs": [0], "visual": ["clean", "occlusion:0.5", "missing"],
-        "visual_on": "face_video", "n_utterances": 2, "examples": 1, "reference": "a",
+        "visual_on": "face_video", "n_utterances": 2, "examples": 3, "reference": "a",
         "models": [{"name": "a", "checkpoint": "a-vae-synth"}, {"name": "av", "checkpoint": "av-cvae-synth"}],
         "algorithms": [{"name": "vem", "settings": {"max_iter": 3}}], "baselines": ["noisy"],
     }  # fmt: skip
@@ -301,6 +301,12 @@ def test_benchmark_on_face_videos_runs_the_enhance_video_path(tmp_path, speechli
     # the object is drawn on the video of the occluded condition only
     occ = next(r for r in rows if r["visual"] == "occlusion")
     assert occ["affected_frames"] == round(0.5 * T)
+    # the report shades the frames the object covered next to the modality weights
+    shown = {e["visual"]: e for e in rec["examples"]}
+    assert set(shown) == {"clean", "occlusion", "missing"}
+    spans = [[a / T, b / T] for a, b in next(r for r in rows if r["id"] == shown["occlusion"]["id"])["affected_runs"]]
+    assert np.allclose(shown["occlusion"]["degraded_s"], spans, atol=1e-4) and spans
+    assert shown["clean"]["degraded_s"] == [] and shown["missing"]["degraded_s"] == []
     res = read_results(out / "results.csv")
     assert {r["method"] for r in res} == {"noisy", "a/vem", "av/vem"} and len(res) == 3 * 6
     # 1 s of speech-like tones is too short for PESQ to find an utterance: NaN, kept as such
@@ -314,6 +320,17 @@ def test_benchmark_on_face_videos_runs_the_enhance_video_path(tmp_path, speechli
     stamp = {p: p.stat().st_mtime_ns for p in (out / "mixtures" / "lips").iterdir()}
     run_benchmark(path, out, workers=1, progress=False, echo=lambda m: None)
     assert {p: p.stat().st_mtime_ns for p in (out / "mixtures" / "lips").iterdir()} == stamp
+
+
+def test_degraded_spans_of_roi_mixtures_are_the_invalid_frames(tmp_path):
+    from reavise.bench.grid import degraded_spans
+
+    valid = np.ones(30, bool)
+    valid[3:9] = valid[20:25] = False
+    np.save(tmp_path / "v.npy", valid)
+    row = {"visual": "occlusion", "fps": 30.0, "valid": "v.npy"}
+    assert degraded_spans(row, tmp_path) == [[0.1, 0.3], [round(20 / 30, 4), round(25 / 30, 4)]]
+    assert degraded_spans({**row, "visual": "clean"}, tmp_path) == []
 
 
 @pytest.mark.parametrize(

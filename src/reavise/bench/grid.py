@@ -32,6 +32,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..audio import atomic_write
 from ..errors import ReaviseError
 from .config import BenchConfig, ModelSpec, load_config, safe_name, spec_hash
@@ -450,6 +452,21 @@ def collect_rows(
     return rows
 
 
+def degraded_spans(mixture: dict, mixdir: Path) -> list[list[float]]:
+    """[start, end) seconds of the video frames the visual condition damaged: the runs the
+    face-video degradation drew (``affected_runs``), else the frames the ROI mixture marks
+    invalid; [] for a clean or absent video."""
+    fps = float(mixture.get("fps") or 30.0)
+    runs = mixture.get("affected_runs")
+    if runs is None and mixture.get("valid") and mixture.get("visual") not in ("clean", "missing"):
+        path = mixdir / mixture["valid"]
+        if path.exists():
+            from ..data.degrade import _run_bounds
+
+            runs = _run_bounds(~np.load(path).astype(bool).reshape(-1))
+    return [[round(a / fps, 4), round(b / fps, 4)] for a, b in (runs or [])]
+
+
 def collect_examples(
     methods: list[Method], mixtures: list[dict], examples: list[str], tasks: list[Cell], out: Path
 ) -> list[dict]:
@@ -482,6 +499,7 @@ def collect_examples(
                 "noisy": f"mixtures/{m['noisy']}",
                 "clean": f"mixtures/{m['clean']}",
                 "lips": f"mixtures/{m['lips']}" if m.get("lips") else None,
+                "degraded_s": degraded_spans(m, out / "mixtures"),
                 "methods": {
                     meth.name: produced[(meth.name, mid)]
                     for meth in methods

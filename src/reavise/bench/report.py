@@ -130,8 +130,9 @@ def _lips_png(frames: np.ndarray, path: Path) -> None:
 
 
 def _weights_png(weights: dict[str, np.ndarray], noisy: np.ndarray, frames: np.ndarray | None, method: str,
-                 path: Path) -> None:  # fmt: skip
-    """Per-frame modality weights over time, under the mouth frames and the noisy spectrogram."""
+                 path: Path, degraded: list | None = None) -> None:  # fmt: skip
+    """Per-frame modality weights over time, under the mouth frames and the noisy spectrogram;
+    the spans of ``degraded`` ([start, end) seconds of damaged video frames) shaded."""
     from matplotlib.figure import Figure
 
     dur = len(noisy) / SAMPLE_RATE
@@ -150,6 +151,9 @@ def _weights_png(weights: dict[str, np.ndarray], noisy: np.ndarray, frames: np.n
     _spec_image(axes[i], db, float(db.max()), dur)
     axes[i].set_ylabel("kHz")
     axes[i].set_xlim(0, dur)
+    for k, (a, b) in enumerate(degraded or []):
+        axes[i + 1].axvspan(a, b, color="tab:red", alpha=0.15, linewidth=0,
+                            label="damaged video frames" if k == 0 else None)  # fmt: skip
     for site, w in weights.items():  # w [T, 2]: (audio, visual), summing to one
         t = np.arange(len(w)) / FPS_STFT
         axes[i + 1].plot(t, w[:, 1], label=f"{site}: visual weight", linewidth=1.6)
@@ -236,11 +240,13 @@ def _examples_html(run: Path, tmp: Path, record: dict) -> str:
             with np.load(run / v["weights"]) as z:
                 w = {k: z[k] for k in z.files}
             img = f"img/{slug}/weights{j:02d}.png"
-            _weights_png(w, noisy, frames, m, tmp / img)
+            spans = ex.get("degraded_s") or []
+            _weights_png(w, noisy, frames, m, tmp / img, spans)
+            shaded = "; shaded: the video frames the condition damaged" if spans else ""
             extra += (f'<figure><img src="{img}" alt="modality weights of {html.escape(m)}">'
                       f"<figcaption>Per-frame visual weight (audio weight = 1 - visual) of each "
-                      f"fusion site of {html.escape(m)}; the video is trusted where it is high."
-                      "</figcaption></figure>")  # fmt: skip
+                      f"fusion site of {html.escape(m)}; the video is trusted where it is high"
+                      f"{shaded}.</figcaption></figure>")  # fmt: skip
         cond = (f"{ex['noise_type']} noise at {float(ex['snr_db']):g} dB SNR, video: "
                 f"{visual_label(ex)}")  # fmt: skip
         text = f"<p class=\"meta\">“{html.escape(ex['text'])}”</p>" if ex.get("text") else ""
