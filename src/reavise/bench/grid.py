@@ -455,10 +455,10 @@ def collect_rows(
 def degraded_spans(mixture: dict, mixdir: Path) -> list[list[float]]:
     """[start, end) seconds of the video frames the visual condition damaged: the runs the
     face-video degradation drew (``affected_runs``), else the frames the ROI mixture marks
-    invalid; [] for a clean or absent video."""
+    invalid (all of it without video); [] for a clean video."""
     fps = float(mixture.get("fps") or 30.0)
     runs = mixture.get("affected_runs")
-    if runs is None and mixture.get("valid") and mixture.get("visual") not in ("clean", "missing"):
+    if runs is None and mixture.get("valid"):
         path = mixdir / mixture["valid"]
         if path.exists():
             from ..data.degrade import _run_bounds
