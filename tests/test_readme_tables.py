@@ -88,3 +88,16 @@ def test_missing_markers_or_run_fail_clearly(run: Path, tmp_path: Path):
         readme_tables.main([str(run), "--readme", str(readme)])
     with pytest.raises(SystemExit, match="tables.md"):
         readme_tables.results_section(tmp_path / "nothing")
+
+
+def test_chosen_or_all_tables_and_the_command_that_wrote_them(run: Path, tmp_path: Path):
+    doc = tmp_path / "study.md"
+    doc.write_text("<!-- s-results:start -->\n<!-- s-results:end -->\n")
+    assert readme_tables.main([str(run), "--readme", str(doc), "--marker", "s", "--tables", "all"]) == 0
+    text = doc.read_text()
+    titles = list(readme_tables.split_tables((run / "tables.md").read_text()))
+    assert all(f"#### {t}" in text for t in titles) and len(titles) > 4
+    assert f"readme_tables.py {run.as_posix()} --readme {doc} --marker s --tables all`" in text
+    assert readme_tables.main([str(run), "--readme", str(doc), "--marker", "s", "--tables", "Speed;All cond"]) == 0
+    text = doc.read_text()
+    assert text.index("#### Speed") < text.index("#### All conditions") and "per method, SNR" not in text
