@@ -56,7 +56,9 @@ def _run_line(run: Path) -> str:
         rec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return ""
-    total = (rec.get("timings") or {}).get("total_s")
+    from reavise.bench.grid import total_compute_s
+
+    total = total_compute_s(rec) or None  # every invocation of the run
     mach = rec.get("machine") or {}
     bits = []
     if isinstance(total, (int, float)):

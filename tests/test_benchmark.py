@@ -165,8 +165,12 @@ def test_rerun_resumes_without_recomputing(bench, tmp_path_factory):
     before = {p: p.stat().st_mtime_ns for p in cells}
     csv_before = (bench / "results.csv").read_text()
     cfg = tmp_path_factory.getbasetemp() / "tiny-bench" / "tiny.yaml"
+    first = json.loads((bench / "benchmark.json").read_text())
     rec = run_benchmark(cfg, bench, workers=1, progress=False, echo=lambda m: None)
     assert rec["n_run"] == 0
+    # the record keeps what the first run cost: a table-only rerun adds its own timings after
+    assert rec["timings_history"][:-1] == first["timings_history"] and rec["timings_history"][-1] == rec["timings"]
+    assert rec["timings_history"][0]["grid_s"] > rec["timings"]["grid_s"]
     assert {p: p.stat().st_mtime_ns for p in cells} == before
     assert (bench / "results.csv").read_text() == csv_before
     # a lost cell (e.g. interrupted run) is the only one recomputed, with the same numbers

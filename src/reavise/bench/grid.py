@@ -527,6 +527,24 @@ def write_results(rows: list[dict], path: Path) -> Path:
 # --------------------------------------------------------------------------- entry point
 
 
+def _previous_timings(path: Path) -> list[dict]:
+    """The ``timings_history`` of an earlier run record in ``path`` ([] if none or unreadable)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    hist = old.get("timings_history")
+    if isinstance(hist, list):
+        return [t for t in hist if isinstance(t, dict)]
+    return [old["timings"]] if isinstance(old.get("timings"), dict) else []
+
+
+def total_compute_s(record: dict) -> float:
+    """Wall seconds over every invocation of a run (``timings_history``, else ``timings``)."""
+    hist = record.get("timings_history") or [record.get("timings") or {}]
+    return float(sum(float(t.get("total_s") or 0.0) for t in hist))
+
+
 def run_benchmark(
     config: str | Path | BenchConfig,
     out: str | Path,
@@ -623,6 +641,9 @@ def run_benchmark(
         "errors": errors,
         "notes": notes,
         "timings": timings,
+        # every invocation's timings, earliest first: a resumed or table-only rerun keeps what
+        # the cells cost when they were computed
+        "timings_history": [*_previous_timings(out / RECORD), timings],
     }
     atomic_write(out / RECORD, lambda t: Path(t).write_text(json.dumps(record, indent=1)))
     return record

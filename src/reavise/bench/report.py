@@ -185,6 +185,11 @@ def _setup_html(record: dict, rows: list[dict]) -> str:
     if record.get("timings"):
         t = record["timings"]
         items.append(("wall time", ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t.items())))
+        if len(record.get("timings_history") or []) > 1:
+            from .grid import total_compute_s
+
+            n = len(record["timings_history"])
+            items.append(("wall time, all runs", f"{total_compute_s(record):.0f} s over {n} invocations"))
     body = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in items)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in record.get("notes", []))
     return f'<dl class="setup">{body}</dl>' + (f"<ul class=\"note\">{notes}</ul>" if notes else "")
