@@ -5,7 +5,7 @@ of a ``reavise benchmark`` run's examples (the report's weight plots, as numbers
 
 Reads ``RUN/benchmark.json``: every example's ``degraded_s`` spans (the frames its visual
 condition damaged) and the ``.weights.npz`` of the method (site -> [..., T, 2], audio and
-visual weight per STFT frame; leading sample dimensions are averaged). Prints a Markdown table.
+visual weight per STFT frame, as ``bench.worker.fusion_weights`` stores them). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-FRAMES_PER_S = 16000 / 256  # STFT frames per second (reavise's default hop)
+from reavise.audio import DEFAULT_STFT
 
 
 def site_weights(path: Path) -> dict[str, np.ndarray]:
-    """Visual weight per STFT frame of each fusion site (sample dimensions averaged)."""
+    """Visual weight per STFT frame of each fusion site (the file holds [T, 2] per site)."""
     with np.load(path) as z:
-        return {k: z[k].reshape(-1, *z[k].shape[-2:]).mean(0)[:, 1] for k in z.files}
+        return {k: z[k][:, 1] for k in z.files}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             if site not in w:  # this site gave no weights here (e.g. no video: no p(z|v) fusion)
                 cells += ["", ""]
                 continue
-            t = np.arange(len(w[site])) / FRAMES_PER_S
+            t = np.arange(len(w[site])) / DEFAULT_STFT.frames_per_second
             bad = np.zeros(len(t), bool)
             for a, b in ex.get("degraded_s", []):
                 bad |= (t >= a) & (t < b)

@@ -134,7 +134,7 @@ def check_level(path: Path, x: np.ndarray) -> None:
 def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
     """Audio waveform, lips (if the prior uses video), and decoded video frames (video input)."""
     if job.source.suffix.lower() in VIDEO_EXT:
-        return _load_video_job(job, uses_video)
+        return load_video_input(job.source, uses_video)
     x = load_audio(job.source, warn=lambda m: log.warning(m))
     check_level(job.source, x)
     if not uses_video or job.lips is None:
@@ -144,10 +144,6 @@ def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None,
         job.lips, len(frames), job.source, len(x) / SAMPLE_RATE, job.lips_fps, warn=log.warning
     )
     return x, VideoInput(frames, fps), None
-
-
-def _load_video_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None, object]:
-    return load_video_input(job.source, uses_video)
 
 
 def load_video_input(source: Path, with_lips: bool = True) -> tuple[np.ndarray, VideoInput | None, object]:

@@ -173,7 +173,7 @@ def pesq_nb(est: np.ndarray, ref: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     e = _as_1d(est, "estimate")
     r = _as_1d(ref, "reference")
     e, r = match_lengths(e, r, sr, tolerance=default_len_tolerance(sr) + 8)
-    if sr != NB_RATE and np.any(e) and np.any(r):
+    if sr != NB_RATE:
         e = resample(e, sr, NB_RATE).astype(np.float64)
         r = resample(r, sr, NB_RATE).astype(np.float64)
     return _pesq(e, r, NB_RATE, "nb")

@@ -17,6 +17,7 @@ Mixture ids are ``<utterance>_<noise>_snr<snr>_<condition>``, as ``reavise data 
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import as_completed
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def _mix_folder(args: dict) -> list[dict]:
     return make_video_mixtures(**args, progress=False)
 
 
+def _copy(src: Path, dst: Path) -> None:
+    """``src`` to ``dst`` whole or not at all (temp file + rename)."""
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
 def _detect_one(job: dict) -> dict:
     """Decode one noisy video, detect the mouth, write its audio / lips / validity (a worker)."""
     from ..enhance import load_video_input
@@ -62,12 +68,13 @@ def _detect_one(job: dict) -> dict:
         atomic_write(out / valid_rel, lambda tmp: np.save(tmp, valid), suffix=".npy")
         fps = float(lips.fps)
         n_valid = int(valid.sum())
-    else:
+        write_wav(out / noisy, audio)
+    else:  # no video: mix-video wrote the noisy WAV itself
         audio = load_audio(src)
         n_valid = 0
-    write_wav(out / noisy, audio)
+        _copy(src, out / noisy)
     clean = f"clean/{mid}.wav"
-    write_wav(out / clean, load_audio(Path(job["video_dir"]) / row["clean"]))
+    _copy(Path(job["video_dir"]) / row["clean"], out / clean)
     return {
         "id": mid, "source_id": row["source_id"], "speaker": row["speaker"], "split": row.get("split"),
         "text": row.get("text", ""), "noise_type": row["noise_type"], "snr_db": float(row["snr_db"]),
