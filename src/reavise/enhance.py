@@ -69,6 +69,31 @@ def find_lips(audio: Path) -> Path | None:
     return mixed if audio.parent.name == "noisy" and mixed.exists() else None
 
 
+def find_valid(lips: Path) -> Path | None:
+    """The validity mask of a lips file, where one is stored beside it: STEM_valid.npy, or
+    ``../valid/STEM.npy`` for the ``lips/`` folder of a mixture set (``reavise data mix``:
+    frames the degradation dropped or blanked are False there)."""
+    stem = lips.stem[: -len("_lips")] if lips.stem.endswith("_lips") else lips.stem
+    cand = lips.with_name(f"{stem}_valid.npy")
+    if cand.exists():
+        return cand
+    mixed = lips.parent.parent / "valid" / lips.name
+    return mixed if lips.parent.name == "lips" and mixed.exists() else None
+
+
+def load_valid(path: Path, n_frames: int) -> np.ndarray:
+    """A validity mask [T] (one value per lips frame) as bool; a wrong length or an
+    unreadable file is one InputError line naming it."""
+    try:
+        v = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable validity mask ({str(exc).splitlines()[0][:120]})") from None
+    v = np.asarray(v).reshape(-1)
+    if len(v) != n_frames:
+        raise InputError(f"{path}: validity mask has {len(v)} values for {n_frames} lips frames")
+    return v.astype(bool)
+
+
 def plan_jobs(
     inputs: list[Path],
     out_dir: Path,
@@ -143,7 +168,9 @@ def load_job(job: Job, uses_video: bool) -> tuple[np.ndarray, VideoInput | None,
     fps = lips_fps(
         job.lips, len(frames), job.source, len(x) / SAMPLE_RATE, job.lips_fps, warn=log.warning
     )
-    return x, VideoInput(frames, fps), None
+    vpath = find_valid(job.lips)
+    valid = None if vpath is None else load_valid(vpath, len(frames))
+    return x, VideoInput(frames, fps, valid), None
 
 
 def load_video_input(source: Path, with_lips: bool = True) -> tuple[np.ndarray, VideoInput | None, object]:

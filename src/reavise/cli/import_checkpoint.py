@@ -1,4 +1,5 @@
-"""``reavise import-checkpoint``: a published audio-only VAE as a reavise checkpoint."""
+"""``reavise import-checkpoint`` (a published prior as a reavise checkpoint) and ``reavise
+combine`` (an AV and an audio-only checkpoint as one audio-fallback prior)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ def import_checkpoint(
     typer.echo(f"wrote {import_published(src, dst, report=typer.echo)}")
 
 
+def combine(
+    av: str = typer.Argument(..., help="Audio-visual prior: checkpoint or shipped name (used on frames with lips)."),
+    audio: str = typer.Argument(..., help="Audio-only prior: checkpoint or shipped name (used on frames without)."),
+    dst: Path = typer.Argument(..., dir_okay=False, callback=output_file, help="reavise checkpoint to write."),
+    seed: int = typer.Option(0, min=0, max=SEED_MAX, help="Accepted for uniformity; combining is deterministic."),
+) -> None:
+    """Make one prior of an AV prior and an audio-only one: the AV prior where lips are
+    found, the audio-only prior on frames (or videos) without them."""
+    from ..models.fallback import combine as combine_priors
+    from ..pretrained import resolve
+
+    del seed
+    typer.echo(f"wrote {combine_priors(resolve(av), resolve(audio), dst, report=typer.echo)}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``import-checkpoint`` to the top-level app."""
+    """Add ``import-checkpoint`` and ``combine`` to the top-level app."""
     app.command("import-checkpoint")(import_checkpoint)
+    app.command("combine")(combine)

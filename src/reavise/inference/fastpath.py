@@ -13,6 +13,9 @@ names or its class, and falls back to the plain call otherwise:
   with that bias; int8 output layer over its hidden map;
 * a ``layers.HeadDecoder`` (AV-VAE, AV-CVAE with gated or cross-attention fusion): the int8
   output layer over the hidden map;
+* a ``layers.FrameSelectDecoder`` (the audio fallback with lips in some frames only): each
+  of its two decoders on its own frames, each by the path above that it gets (no int8
+  output layer);
 * ``standard_prior``: log p(z) = -|z|^2 / 2 without calling ``prior``; a frame-wise prior's
   p(z|v) is computed once per E-step (:func:`prior_scorer`), a sequence prior's at each call.
 
@@ -31,7 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.layers import LOG2_E, LOG_2PI, ConditionedMLPDecoder, HeadDecoder, MLPDecoder
+from ..models.layers import (
+    LOG2_E,
+    LOG_2PI,
+    ConditionedMLPDecoder,
+    FrameSelectDecoder,
+    HeadDecoder,
+    MLPDecoder,
+)
 
 log = logging.getLogger(__name__)
 _reported: set[str] = set()
@@ -50,8 +60,10 @@ class DecoderSplit:
 
 
 def describe(prior, ctx: Any = None) -> str:
-    """The decoder path ``prior`` gets: "folded-mlp", "split-head" or "plain"."""
+    """The decoder path ``prior`` gets: "folded-mlp", "split-head", "frame-select" or "plain"."""
     dec = prior.decoder(ctx)
+    if isinstance(dec, FrameSelectDecoder):
+        return "frame-select"
     if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh":
         return "folded-mlp"
     if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder)):
@@ -83,7 +95,8 @@ def decoder_split(prior, ctx: Any) -> DecoderSplit | None:
         return DecoderSplit(dec.mlp, dec.out.weight, dec.out.bias, tanh)
     if isinstance(dec, HeadDecoder):
         return DecoderSplit(dec.hidden, dec.out.weight, dec.out.bias)
-    _plain(prior, dec)
+    if not isinstance(dec, FrameSelectDecoder):  # that one has two output layers: float32 path
+        _plain(prior, dec)
     return None
 
 
@@ -97,11 +110,39 @@ def log2_variance(prior, ctx: Any, offset: torch.Tensor) -> Callable[[torch.Tens
     ``offset`` (added inside the matrix product): three passes over [T, F] fewer per decode.
     """
     dec = prior.decoder(ctx)
+    if isinstance(dec, FrameSelectDecoder) and not torch.is_grad_enabled():
+        return _frame_select(dec, offset)
     foldable = isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh"
     if not foldable or torch.is_grad_enabled():
-        if not isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder)):
+        if not isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder, FrameSelectDecoder)):
             _plain(prior, dec)
         return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
+    return _folded(dec, offset)
+
+
+def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`log2_variance` of a per-frame choice of two decoders: each decoder (folded where
+    it can be) runs on its own frames only, and the rows are put back in place."""
+    F = offset.shape[-1]
+    flat = offset.reshape(-1, F)
+    parts = []
+    for idx, sub in dec.parts():
+        off = flat.index_select(0, idx)[None]
+        foldable = isinstance(sub, (MLPDecoder, ConditionedMLPDecoder)) and sub.activation == "tanh"
+        parts.append((idx, _folded(sub, off) if foldable else (lambda z, s=sub, o=off: torch.add(o, s(z), alpha=LOG2_E))))
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        zf = z.reshape(-1, z.shape[-1])
+        out = torch.empty_like(flat)
+        for idx, g in parts:
+            out.index_copy_(0, idx, g(zf.index_select(0, idx)[None]).reshape(-1, F))
+        return out.view(offset.shape)
+
+    return f
+
+
+def _folded(dec, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The folded tanh MLP of :func:`log2_variance` (outside autograd)."""
     if isinstance(dec, ConditionedMLPDecoder):
         # first layer: z W^T + c with c the per-frame bias [B, T, H] (the lips) or [H]
         first = [(dec.mlp.weight, dec.mlp.bias)]

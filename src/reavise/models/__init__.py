@@ -1,7 +1,7 @@
 """Speech priors (VAEs conditioned or not on video), fusion modules, visual front-ends."""
 
 # Importing the modules registers their priors.
-from . import av_cvae, av_dkf, av_vae, dkf, min_vae, rvae, switching, vae  # noqa: E402,F401
+from . import av_cvae, av_dkf, av_vae, dkf, fallback, min_vae, rvae, switching, vae  # noqa: E402,F401
 from .base import SpeechPrior
 from .fusion import FUSIONS, build_fusion
 from .registry import PRIORS, build_prior, prior_names, register_prior

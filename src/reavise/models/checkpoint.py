@@ -126,7 +126,10 @@ def load_checkpoint(
     """
     payload = read_checkpoint(path)
     if check_x_dim:
-        check_bins(Path(path), (payload.get("config") or {}).get("x_dim"))
+        cfg = payload.get("config") or {}
+        parts = [v for v in cfg.values() if isinstance(v, dict)]  # a combined prior: its parts'
+        for x_dim in [cfg.get("x_dim")] + [p.get("x_dim") for p in parts]:
+            check_bins(Path(path), x_dim)
     try:
         model = build_prior(payload["model"], payload["config"])
         model.load_state_dict(payload["state_dict"])

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,54 @@ class HeadDecoder:
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(z))
+
+
+@dataclass(frozen=True)
+class FrameSelectDecoder:
+    """log sigma2(z) from one of two decoders per frame: ``first`` where ``select`` [B, T] is
+    True, ``second`` elsewhere (the audio fallback: the AV decoder on frames with lips, the
+    audio-only one on the others). ``parts`` lets the EM's fast paths run each decoder on its
+    own frames only."""
+
+    select: torch.Tensor  # [B, T] bool
+    first: Callable[[torch.Tensor], torch.Tensor]
+    second: Callable[[torch.Tensor], torch.Tensor]
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.select[..., None], self.first(z), self.second(z))
+
+    def parts(self) -> list[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]:
+        """(flat frame indices [N], the decoder restricted to those N frames: z [1, N, D] ->
+        [1, N, F]) for each decoder; a decoder whose per-frame context cannot be cut to a
+        subset (e.g. cross-attention over frames) runs on every frame and is then indexed."""
+        flat = self.select.reshape(-1)
+        out = []
+        for idx, dec in ((flat.nonzero().squeeze(1), self.first), ((~flat).nonzero().squeeze(1), self.second)):
+            if idx.numel():
+                out.append((idx, restrict_frames(dec, idx, self.select.shape)))
+        return out
+
+
+def restrict_frames(dec, idx: torch.Tensor, frames: torch.Size):
+    """``dec`` (for all frames ``frames`` = (B, T)) restricted to the flat frame indices
+    ``idx``, as a decoder of z [1, N, D]. A ``ConditionedMLPDecoder`` keeps the rows of its
+    per-frame bias; an ``MLPDecoder`` has no per-frame context; any other decoder is run on
+    all frames (z scattered into place, the rows gathered back)."""
+    if isinstance(dec, MLPDecoder):
+        return dec
+    if isinstance(dec, ConditionedMLPDecoder):
+        b = dec.mlp.bias
+        if b.dim() == 1:
+            return dec
+        bias = b.reshape(-1, b.shape[-1]).index_select(0, idx)[None]
+        return dataclasses.replace(dec, mlp=dataclasses.replace(dec.mlp, bias=bias))
+
+    def gathered(z: torch.Tensor) -> torch.Tensor:
+        full = z.new_zeros(*frames, z.shape[-1]).reshape(-1, z.shape[-1]).index_copy(0, idx, z.reshape(-1, z.shape[-1]))
+        out = dec(full.reshape(*frames, -1))
+        return out.reshape(-1, out.shape[-1]).index_select(0, idx)[None]
+
+    return gathered
 
 
 # --- two streams ------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""The audio fallback (``models/fallback.py``, ``reavise combine``): the AV part on frames with
+lips, the audio-only part on the others; without video it is the audio prior, with lips on
+every frame the AV prior; the fast path decodes each part on its own frames."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from avsynth import av_batch, tiny_config
+from conftest import run_cli
+from reavise.enhance import find_valid, load_valid
+from reavise.errors import CheckpointError, InputError
+from reavise.inference import build_algorithm, fastpath
+from reavise.models import build_prior
+from reavise.models.checkpoint import load_checkpoint, save_checkpoint
+from reavise.models.fallback import combine
+
+
+def _parts():
+    torch.manual_seed(0)
+    av = build_prior("av-cvae", tiny_config())
+    audio = build_prior("a-vae", dict(x_dim=tiny_config()["x_dim"], z_dim=2, hidden=[8]))
+    return av, audio
+
+
+@pytest.fixture
+def combined(tmp_path):
+    av, audio = _parts()
+    save_checkpoint(tmp_path / "av.pt", av)
+    save_checkpoint(tmp_path / "audio.pt", audio)
+    combine(tmp_path / "av.pt", tmp_path / "audio.pt", tmp_path / "fb.pt")
+    m = load_checkpoint(tmp_path / "fb.pt", check_x_dim=False).double()
+    return m, av.double().eval(), audio.double().eval()
+
+
+def _video(valid_frames=None):
+    g = torch.Generator().manual_seed(2)
+    P, v = av_batch(2, 7, g)
+    valid = torch.ones(2, 7, dtype=torch.bool)
+    if valid_frames == "some":
+        valid[0, 1:4] = False
+        valid[1, 6] = False
+    elif valid_frames == "none":
+        valid[:] = False
+    return P.double(), v.double(), valid
+
+
+def test_combine_round_trips_both_parts_weights(combined):
+    m, av, audio = combined
+    for part, ref in ((m.av, av), (m.audio, audio)):
+        sd, want = part.state_dict(), ref.state_dict()
+        assert sd.keys() == want.keys()
+        assert all(torch.equal(sd[k], want[k]) for k in sd)
+
+
+def test_each_frame_gets_its_own_parts_decoder_encoder_and_prior(combined):
+    m, av, audio = combined
+    P, v, valid = _video("some")
+    ctx, actx = m.context(v, valid), av.context(v, valid)
+    z = torch.randn(3, 2, 7, 2, dtype=torch.float64)
+    with torch.no_grad():
+        got = m.decode(z, ctx)
+        want_av, want_a = av.decode(z, actx), audio.decode(z)
+        assert torch.equal(got[:, valid], want_av[:, valid])
+        assert torch.equal(got[:, ~valid], want_a[:, ~valid])
+        assert not torch.allclose(want_av[:, ~valid], want_a[:, ~valid])  # the parts differ there
+        mu, lv = m.encode(P, ctx)
+        mu_av, _ = av.encode(P, actx)
+        mu_a, lv_a = audio.encode(P)
+        assert torch.equal(mu[valid], mu_av[valid]) and torch.equal(mu[~valid], mu_a[~valid])
+        assert torch.equal(lv[~valid], lv_a[~valid])
+        pm, plv = m.prior(z[0], ctx)
+        assert torch.equal(pm[~valid], torch.zeros_like(pm[~valid]))  # N(0, I) without lips
+        assert torch.equal(pm[valid], av.prior(z[0], actx)[0][valid])
+        assert not torch.equal(plv[valid], torch.zeros_like(plv[valid]))
+        w = m.modality_weights(z[0], ctx)["dec"]
+        assert torch.equal(w[~valid], torch.tensor([1.0, 0.0], dtype=w.dtype).expand_as(w[~valid]))
+
+
+@pytest.mark.parametrize("frames", ["some", "all", "none"])
+def test_fast_path_runs_each_part_on_its_frames_with_the_decoders_numbers(combined, frames):
+    m, _, _ = combined
+    _, v, valid = _video(frames)
+    ctx = m.context(v, valid)
+    expected = {"some": "frame-select", "all": "folded-mlp", "none": "folded-mlp"}[frames]
+    assert fastpath.describe(m, ctx) == expected
+    z = torch.randn(2, 7, 2, dtype=torch.float64)
+    off = torch.randn(2, 7, m.av.config.x_dim, dtype=torch.float64)
+    with torch.no_grad():
+        got = fastpath.log2_variance(m, ctx, off)(z)
+        assert torch.allclose(got, off + m.decode(z, ctx) / math.log(2.0), atol=1e-10)
+
+
+def _enhance(prior, P, ctx, seed=3):
+    X = torch.sqrt(P) * torch.exp(2j * torch.pi * torch.rand(P.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    algo = build_algorithm("mcem", max_iter=3, n_mh=6, burn_in=3, native=False)
+    return algo.run(prior, X, ctx=ctx, seed=seed).speech
+
+
+def test_without_lips_it_enhances_as_the_audio_prior_and_with_lips_as_the_av_prior(combined):
+    m, av, audio = combined
+    P, v, valid = _video()
+    no_video = _enhance(m, P, m.context(None, None))
+    assert torch.allclose(no_video, _enhance(audio, P, None), rtol=1e-9, atol=1e-12)
+    none_valid = _enhance(m, P, m.context(v, torch.zeros_like(valid)))
+    assert torch.allclose(none_valid, no_video, rtol=1e-9, atol=1e-12)
+    lips = _enhance(m, P, m.context(v, valid))
+    assert torch.allclose(lips, _enhance(av, P, av.context(v, valid)), rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(lips, no_video, rtol=1e-3)
+
+
+def test_training_loss_is_the_sum_of_both_parts_and_reaches_both(combined):
+    m, _, _ = combined
+    m.train()
+    P, v, valid = _video("some")
+    torch.manual_seed(5)
+    out = m.loss(P, m.context(v, valid))
+    torch.manual_seed(5)
+    a = m.av.loss(P, m.av.context(v, valid))
+    b = m.audio.loss(P, None)
+    assert torch.allclose(out["loss"], a["loss"] + b["loss"])
+    out["loss"].backward()
+    assert m.av.dec_logvar.weight.grad.abs().sum() > 0 and m.audio.dec_logvar.weight.grad.abs().sum() > 0
+
+
+def test_combine_refuses_parts_of_the_wrong_kind_in_one_line(tmp_path):
+    av, audio = _parts()
+    save_checkpoint(tmp_path / "av.pt", av)
+    save_checkpoint(tmp_path / "audio.pt", audio)
+    save_checkpoint(tmp_path / "z3.pt", build_prior("a-vae", dict(x_dim=tiny_config()["x_dim"], z_dim=3, hidden=[8])))
+    cases = [(("audio.pt", "audio.pt"), "does not take video"), (("av.pt", "av.pt"), "takes video"),
+             (("av.pt", "z3.pt"), "differ in z_dim")]  # fmt: skip
+    for (a, b), msg in cases:
+        with pytest.raises(CheckpointError, match=msg):
+            combine(tmp_path / a, tmp_path / b, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+    combine(tmp_path / "av.pt", tmp_path / "audio.pt", tmp_path / "fb.pt")
+    with pytest.raises(CheckpointError, match="already an audio-fallback"):
+        combine(tmp_path / "fb.pt", tmp_path / "audio.pt", tmp_path / "out.pt")
+
+
+def test_combine_command_writes_a_loadable_prior_and_refuses_bad_input(tmp_path, monkeypatch, capsys):
+    av, audio = _parts()
+    save_checkpoint(tmp_path / "av.pt", av)
+    save_checkpoint(tmp_path / "audio.pt", audio)
+    code, out, err = run_cli(monkeypatch, capsys, "combine", tmp_path / "av.pt", tmp_path / "audio.pt", tmp_path / "fb.pt")
+    assert code == 0, err
+    assert "av-cvae on frames with lips, a-vae on the others" in out
+    assert load_checkpoint(tmp_path / "fb.pt", check_x_dim=False).registry_name == "audio-fallback"
+    code, _, err = run_cli(monkeypatch, capsys, "combine", tmp_path / "audio.pt", tmp_path / "audio.pt", tmp_path / "x.pt")
+    assert code == 2 and "does not take video" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_enhance_reads_a_mixture_sets_validity_mask(tmp_path):
+    (tmp_path / "lips").mkdir()
+    (tmp_path / "valid").mkdir()
+    lips = tmp_path / "lips" / "u1.npy"
+    np.save(lips, np.zeros((5, 67, 67), np.uint8))
+    assert find_valid(lips) is None
+    np.save(tmp_path / "valid" / "u1.npy", np.array([1, 1, 0, 0, 1], bool))
+    assert find_valid(lips) == tmp_path / "valid" / "u1.npy"
+    assert load_valid(find_valid(lips), 5).tolist() == [True, True, False, False, True]
+    with pytest.raises(InputError, match="5 values for 6 lips frames"):
+        load_valid(find_valid(lips), 6)
+    beside = tmp_path / "talk_lips.npy"
+    np.save(tmp_path / "talk_valid.npy", np.ones(3, bool))
+    assert find_valid(beside) == tmp_path / "talk_valid.npy"
