@@ -54,8 +54,10 @@ pretrained-grid: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/reavise train $(GRID_RUN)/dev --out $(GRID_RUN)/av-attention \
 	    --config $(GRID_ATTENTION) --model-set $(GRID_FRONT) --seed 0 --threads 1 --quiet
 	cp $(GRID_RUN)/a-vae/model.pt src/reavise/pretrained/grid-s1-a-vae.pt
-	cp $(GRID_RUN)/av-concat/model.pt src/reavise/pretrained/grid-s1-av-concat.pt
-	cp $(GRID_RUN)/av-attention/model.pt src/reavise/pretrained/grid-s1-av-attention.pt
+	$(VENV)/bin/reavise combine $(GRID_RUN)/av-concat/model.pt $(GRID_RUN)/a-vae/model.pt \
+	    src/reavise/pretrained/grid-s1-av-concat.pt
+	$(VENV)/bin/reavise combine $(GRID_RUN)/av-attention/model.pt $(GRID_RUN)/a-vae/model.pt \
+	    src/reavise/pretrained/grid-s1-av-attention.pt
 
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks

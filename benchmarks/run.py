@@ -275,7 +275,10 @@ def bench_avcost(repeat: int) -> dict:
                          "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})  # fmt: skip
     from reavise.inference import fastpath
 
-    paths = {n: fastpath.describe(p, p.context(None, None) if p.uses_video else None) for n, p in priors.items()}
+    import torch
+
+    lips = torch.from_numpy(video.frames)[None]  # with the lips on every frame, as timed
+    paths = {n: fastpath.describe(p, p.context(lips, None) if p.uses_video else None) for n, p in priors.items()}
     return {"audio_seconds": len(wave) / SAMPLE_RATE, "rounds": max(repeat, 1), "rows": rows,
             "decoder_paths": paths}  # fmt: skip
 

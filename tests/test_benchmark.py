@@ -500,6 +500,9 @@ def test_the_grid_study_config_is_valid(tmp_path):
     cfg_dir.mkdir()
     (tmp_path / "runs" / "grid" / "corpus").mkdir(parents=True)
     (tmp_path / "runs" / "grid" / "corpus" / "manifest.jsonl").write_text("")
+    for part in ("av-concat", "av-attention"):  # the AV parts `make pretrained-grid` trains
+        (tmp_path / "runs" / "grid" / part).mkdir()
+        (tmp_path / "runs" / "grid" / part / "model.pt").write_bytes(b"")
     noise = tmp_path.parent / "shared" / "data" / "noise-real"
     if not noise.exists():
         _noise_folder(noise)
@@ -508,7 +511,8 @@ def test_the_grid_study_config_is_valid(tmp_path):
             (noise / kind / "a.flac").write_bytes((noise / "cafe" / "a.flac").read_bytes())
     (cfg_dir / "grid.yaml").write_text(text)
     cfg = load_config(cfg_dir / "grid.yaml")
-    assert [m.name for m in cfg.models] == ["grid-s1-a-vae", "grid-s1-av-concat", "grid-s1-av-attention"]
+    assert [m.name for m in cfg.models] == ["grid-s1-a-vae", "grid-s1-av-concat", "grid-s1-av-attention",
+                                            "av-concat-no-fallback", "av-attention-no-fallback"]  # fmt: skip
     assert cfg.noise_types == ["babble", "cafe", "street", "car"]
     assert cfg.snrs == [-10.0, -5.0, 0.0, 5.0] and len(cfg.visual) == 6 and cfg.n_utterances == 6
     assert cfg.visual_on == "face_video" and cfg.reference == ["grid-s1-a-vae", "grid-s1-av-concat"]

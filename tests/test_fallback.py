@@ -168,3 +168,26 @@ def test_enhance_reads_a_mixture_sets_validity_mask(tmp_path):
     beside = tmp_path / "talk_lips.npy"
     np.save(tmp_path / "talk_valid.npy", np.ones(3, bool))
     assert find_valid(beside) == tmp_path / "talk_valid.npy"
+
+
+def test_reavise_train_trains_both_parts_of_a_fallback_prior(tmp_path):
+    """``model: audio-fallback`` through the real training loop (lips corpus, corruptions):
+    both parts leave their initial weights and the exported file loads as one prior."""
+    from test_lipreader import _tiny_corpus
+
+    from reavise.train import TrainConfig, train
+
+    corpus = _tiny_corpus(tmp_path / "c")
+    av_cfg = dict(x_dim=513, z_dim=4, hidden=[16], roi_size=16, visual_dim=8, visual_hidden=16)
+    cfg = TrainConfig(model="audio-fallback", model_config={"av_model": "av-cvae", "av_config": av_cfg,
+                                                             "audio_config": {"hidden": [16]}},
+                      epochs=2, batch_size=8, chunk=8, examples_per_epoch=32, lr=3e-3, seed=0,
+                      modality_dropout=0.3, visual_corruption=0.3)  # fmt: skip
+    path = train(corpus, tmp_path / "run", cfg, progress=False)
+    m = load_checkpoint(path)
+    torch.manual_seed(0)
+    init = build_prior("audio-fallback", cfg.model_config)
+    assert m.registry_name == "audio-fallback" and m.audio.config.z_dim == 4
+    for part in ("av", "audio"):
+        w, w0 = getattr(m, part).dec_logvar.weight, getattr(init, part).dec_logvar.weight
+        assert w.shape == w0.shape and not torch.allclose(w, w0)

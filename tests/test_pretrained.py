@@ -74,20 +74,28 @@ def test_demo_config_names_the_shipped_priors():
 @pytest.mark.parametrize("name, fusion", [("grid-s1-av-concat", "concat"), ("grid-s1-av-attention", "frame_attention")])
 def test_grid_priors_carry_their_lip_reader_and_use_the_lips(name, fusion):
     """The shipped GRID-s1 AV priors load from their own file (the lip reader inside), and
-    their p(z|v) follows the lips where they are valid and is N(0, I) where not."""
+    their p(z|v) follows the lips where they are valid and is N(0, I) where not; frames
+    without lips are decoded by the shipped A-VAE itself (the audio fallback)."""
     import torch
 
     from reavise.models.checkpoint import load_checkpoint
 
     m = load_checkpoint(resolve(name))
-    assert m.registry_name == "av-cvae" and m.config.fusion == fusion
-    assert m.config.visual_frontend == "pretrained" and not m.config.frontend_trainable
+    assert m.registry_name == "audio-fallback" and m.av.registry_name == "av-cvae"
+    c = m.av.config
+    assert c.fusion == fusion and c.visual_frontend == "pretrained" and not c.frontend_trainable
     g = torch.Generator().manual_seed(0)
     video = torch.rand(1, 40, 67, 67, generator=g)
     valid = torch.ones(1, 40, dtype=torch.bool)
     valid[0, 20:] = False
+    ctx = m.context(video, valid)
     with torch.no_grad():
-        mu, logvar = m.prior(torch.zeros(1, 40, m.z_dim), m.context(video, valid))
+        mu, logvar = m.prior(torch.zeros(1, 40, m.z_dim), ctx)
     assert mu[0, :20].abs().max() > 1e-3 and torch.all(mu[0, 20:] == 0) and torch.all(logvar[0, 20:] == 0)
     a_vae = load_checkpoint(resolve("grid-s1-a-vae"))
     assert a_vae.registry_name == "a-vae" and a_vae.z_dim == m.z_dim
+    sd, want = m.audio.state_dict(), a_vae.state_dict()
+    assert sd.keys() == want.keys() and all(torch.equal(sd[k], want[k]) for k in sd)
+    z = torch.randn(1, 40, m.z_dim, generator=g)
+    with torch.no_grad():
+        assert torch.equal(m.decode(z, ctx)[0, 20:], a_vae.decode(z)[0, 20:])
