@@ -244,20 +244,30 @@ def _av_stimulus(seconds: float = 3.0, seed: int = 0):
 def bench_avcost(repeat: int) -> dict:
     """Wall time of each AV prior / the A-VAE's, same algorithm and settings: per round one
     run of each (interleaved), the ratio is the median of per-round ratios."""
+    import numpy as np
+
     from reavise.inference import build_algorithm, enhance_waveforms
+    from reavise.inference.pipeline import VideoInput
     from reavise.models.checkpoint import load_checkpoint
     from reavise.pretrained import resolve
 
     wave, video = _av_stimulus()
-    names = (AV_BASELINE, *AV_PRIORS)
-    priors = {n: load_checkpoint(resolve(n)) for n in names}
+    # the audio fallback's mixed path: no lips in a third of the frames (runs of 5 of every 17)
+    valid = np.ones(len(video.frames), dtype=bool)
+    for start in range(0, len(valid), 17):
+        valid[start : start + 5] = False
+    partial = VideoInput(video.frames, video.fps, valid)
+    gapped = f"{AV_PRIORS[-1]}, {1 - valid.mean():.0%} of frames without lips"
+    names = (AV_BASELINE, *AV_PRIORS, gapped)
+    priors = {n: load_checkpoint(resolve(n)) for n in (AV_BASELINE, *AV_PRIORS)}
+    priors[gapped] = priors[AV_PRIORS[-1]]
+    inputs = {n: [video] for n in AV_PRIORS} | {gapped: [partial], AV_BASELINE: None}
     rows = []
     for algo in ("mcem", "vem"):
         a = build_algorithm(algo)
 
         def run(n, a=a):
-            p = priors[n]
-            return enhance_waveforms(p, a, [wave], [video] if p.uses_video else None, seed=0)
+            return enhance_waveforms(priors[n], a, [wave], inputs[n], seed=0)
 
         for n in names:  # warm-up
             run(n)
@@ -273,12 +283,14 @@ def bench_avcost(repeat: int) -> dict:
             rows.append({"prior": n, "algorithm": algo, "wall_s": round(statistics.median(times[n]), 3),
                          "ratio": round(statistics.median(ratios), 2),
                          "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)]})  # fmt: skip
-    from reavise.inference import fastpath
-
     import torch
+
+    from reavise.inference import fastpath
 
     lips = torch.from_numpy(video.frames)[None]  # with the lips on every frame, as timed
     paths = {n: fastpath.describe(p, p.context(lips, None) if p.uses_video else None) for n, p in priors.items()}
+    p = priors[gapped]
+    paths[gapped] = fastpath.describe(p, p.context(lips, torch.from_numpy(valid)[None]))
     return {"audio_seconds": len(wave) / SAMPLE_RATE, "rounds": max(repeat, 1), "rows": rows,
             "decoder_paths": paths}  # fmt: skip
 
