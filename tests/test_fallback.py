@@ -173,9 +173,8 @@ def test_enhance_reads_a_mixture_sets_validity_mask(tmp_path):
 def test_reavise_train_trains_both_parts_of_a_fallback_prior(tmp_path):
     """``model: audio-fallback`` through the real training loop (lips corpus, corruptions):
     both parts leave their initial weights and the exported file loads as one prior."""
-    from test_lipreader import _tiny_corpus
-
     from reavise.train import TrainConfig, train
+    from test_lipreader import _tiny_corpus
 
     corpus = _tiny_corpus(tmp_path / "c")
     av_cfg = dict(x_dim=513, z_dim=4, hidden=[16], roi_size=16, visual_dim=8, visual_hidden=16)
