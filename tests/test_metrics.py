@@ -280,6 +280,22 @@ def test_evaluate_folders_matching_and_errors(tmp_path):
     assert "stray" in str(err.value) and "utt1" in str(err.value)
 
 
+def test_subset_scores_the_estimates_only_and_still_refuses_strays(tmp_path):
+    from reavise.metrics import match_files
+
+    _write_set(tmp_path)
+    (tmp_path / "est" / "utt1.wav").unlink()
+    with pytest.raises(InputError, match="utt1"):
+        match_files(tmp_path / "est", tmp_path / "ref")
+    pairs = match_files(tmp_path / "est", tmp_path / "ref", tmp_path / "noisy", subset=True)
+    assert [p.name for p in pairs] == ["utt0", "utt2"] and pairs[1].noisy.name == "utt2.wav"
+    full = {r["file"]: r["si_sdr"] for r in evaluate_folders(tmp_path / "est", tmp_path / "ref", subset=True)}
+    assert set(full) == {"utt0", "utt2"}
+    (tmp_path / "est" / "stray_enhanced.wav").write_bytes((tmp_path / "ref" / "utt0.wav").read_bytes())
+    with pytest.raises(InputError, match="stray"):
+        match_files(tmp_path / "est", tmp_path / "ref", subset=True)
+
+
 def _cli() -> typer.Typer:
     app = typer.Typer()
 

@@ -291,11 +291,13 @@ def match_files(
     ref_dir: str | os.PathLike,
     noisy_dir: str | os.PathLike | None = None,
     suffix: str = "_enhanced",
+    subset: bool = False,
 ) -> list[FilePair]:
     """Pair ``est_dir/X{suffix}.wav`` (or ``X.wav``) with ``ref_dir/X.wav``, ``noisy_dir/X.wav``.
 
     Sub-folders are kept in the name (``spk1/X``). Any unmatched file on either side is an error
-    that lists the unmatched names, so a partial run is never silently averaged.
+    that lists the unmatched names, so a partial run is never silently averaged; ``subset``
+    (the caller says so) allows references without an estimate: only the estimates are scored.
     """
     est_root, ref_root = Path(est_dir), Path(ref_dir)
     for root in (est_root, ref_root) + ((Path(noisy_dir),) if noisy_dir is not None else ()):
@@ -306,7 +308,9 @@ def match_files(
     if not est:
         raise InputError(f"{est_root}: no .wav files")
     only_est = set(est) - set(ref)
-    only_ref = set(ref) - set(est)
+    only_ref = set() if subset else set(ref) - set(est)
+    if subset:
+        ref = {k: v for k, v in ref.items() if k in est}
     if only_est or only_ref:
         parts = []
         if only_est:
@@ -354,13 +358,14 @@ def evaluate_folders(
     suffix: str = "_enhanced",
     callback: Callable[[FilePair], None] | None = None,
     tolerance: int | None = None,
+    subset: bool = False,
 ) -> list[dict[str, float | str]]:
-    """Evaluate every matched file (see :func:`match_files`); one row per file.
+    """Evaluate every matched file (see :func:`match_files`, ``subset`` too); one row per file.
 
     ``callback`` is called after each file (the CLI advances its progress bar with it).
     """
     rows = []
-    for pair in match_files(est_dir, ref_dir, noisy_dir, suffix):
+    for pair in match_files(est_dir, ref_dir, noisy_dir, suffix, subset=subset):
         rows.append(evaluate_files(pair.est, pair.ref, pair.noisy, pair.name, tolerance))
         if callback is not None:
             callback(pair)

@@ -29,6 +29,9 @@ def evaluate(
         "--suffix",
         help="Folder mode: estimate X{suffix}.wav (or X.wav) <-> ref X.wav.",
     ),
+    subset: bool = typer.Option(
+        False, "--subset", help="Folder mode: score the estimates only (REF may hold more files; said in one line)."
+    ),
     seed: int = typer.Option(
         0, "--seed", min=0, max=SEED_MAX, help="Accepted for uniformity; the metrics are deterministic."
     ),
@@ -53,7 +56,11 @@ def evaluate(
     if est.is_file():
         rows = [metrics.evaluate_files(est, ref, noisy)]
     else:
-        pairs = metrics.match_files(est, ref, noisy, suffix)
+        pairs = metrics.match_files(est, ref, noisy, suffix, subset=subset)
+        if subset:
+            n_ref = sum(1 for p in ref.rglob("*") if p.suffix.lower() in {".wav", ".flac"})
+            if n_ref > len(pairs):
+                typer.echo(f"warning: --subset: scoring {len(pairs)} of the {n_ref} references in {ref}", err=True)
         rows = []
         with Progress(
             "[progress.description]{task.description}",
