@@ -2,7 +2,7 @@
 
 This package holds the app, :func:`main` and the error mapping; ``options`` the option
 callbacks and helpers the commands share; one module per command group (``train``,
-``enhance``, ``evaluate``, ``models``, ``import_checkpoint``, ``benchmark``, ``report``,
+``enhance``, ``evaluate``, ``models``, ``import_checkpoint`` (also ``combine``), ``benchmark``, ``report``,
 ``data``, ``lipreader``), each a thin call into the library with a ``register(app)`` that adds its commands.
 The command modules import ``options``, never this module, and this module imports them only
 when the command tree is built: no import cycle, and ``--help`` loads no torch.
