@@ -287,10 +287,9 @@ def bench_avcost(repeat: int) -> dict:
 
     from reavise.inference import fastpath
 
-    lips = torch.from_numpy(video.frames)[None]  # with the lips on every frame, as timed
-    paths = {n: fastpath.describe(p, p.context(lips, None) if p.uses_video else None) for n, p in priors.items()}
-    p = priors[gapped]
-    paths[gapped] = fastpath.describe(p, p.context(lips, torch.from_numpy(valid)[None]))
+    lips = torch.from_numpy(video.frames)[None]  # each with the lips (and mask) it was timed with
+    masks = {gapped: torch.from_numpy(valid)[None]}
+    paths = {n: fastpath.describe(p, p.context(lips, masks.get(n)) if p.uses_video else None) for n, p in priors.items()}
     return {"audio_seconds": len(wave) / SAMPLE_RATE, "rounds": max(repeat, 1), "rows": rows,
             "decoder_paths": paths}  # fmt: skip
 

@@ -19,9 +19,9 @@ from reavise.models.checkpoint import load_checkpoint, save_checkpoint
 from reavise.models.fallback import combine
 
 
-def _parts():
+def _parts(fusion: str = "concat"):
     torch.manual_seed(0)
-    av = build_prior("av-cvae", tiny_config())
+    av = build_prior("av-cvae", tiny_config(fusion=fusion))
     audio = build_prior("a-vae", dict(x_dim=tiny_config()["x_dim"], z_dim=2, hidden=[8]))
     return av, audio
 
@@ -78,6 +78,25 @@ def test_each_frame_gets_its_own_parts_decoder_encoder_and_prior(combined):
         assert not torch.equal(plv[valid], torch.zeros_like(plv[valid]))
         w = m.modality_weights(z[0], ctx)["dec"]
         assert torch.equal(w[~valid], torch.tensor([1.0, 0.0], dtype=w.dtype).expand_as(w[~valid]))
+
+
+def test_a_part_without_a_per_frame_bias_runs_on_all_frames_and_gives_its_rows():
+    """A gated-fusion AV part (a HeadDecoder: no bias to cut to a subset of frames)."""
+    av, audio = _parts("gated")
+    m = build_prior("audio-fallback", {"av_model": "av-cvae", "av_config": tiny_config(fusion="gated"),
+                                       "audio_config": {"hidden": [8]}}).double().eval()  # fmt: skip
+    m.av.load_state_dict(av.state_dict())
+    m.audio.load_state_dict(audio.state_dict())
+    _, v, valid = _video("some")
+    ctx = m.context(v, valid)
+    assert fastpath.describe(m, ctx) == "frame-select"
+    z = torch.randn(2, 7, 2, dtype=torch.float64)
+    off = torch.randn(2, 7, m.av.config.x_dim, dtype=torch.float64)
+    with torch.no_grad():
+        got = fastpath.log2_variance(m, ctx, off)(z)
+        want_av = m.av.decode(z, m.av.context(v, valid))
+        assert torch.allclose(got[valid], (off + want_av / math.log(2.0))[valid], atol=1e-10)
+        assert torch.allclose(got, off + m.decode(z, ctx) / math.log(2.0), atol=1e-10)
 
 
 @pytest.mark.parametrize("frames", ["some", "all", "none"])

@@ -280,14 +280,16 @@ def test_evaluate_folders_matching_and_errors(tmp_path):
     assert "stray" in str(err.value) and "utt1" in str(err.value)
 
 
-def test_subset_scores_the_estimates_only_and_still_refuses_strays(tmp_path):
+def test_subset_scores_the_estimates_only_and_still_refuses_strays(tmp_path, caplog):
     from reavise.metrics import match_files
 
     _write_set(tmp_path)
     (tmp_path / "est" / "utt1.wav").unlink()
     with pytest.raises(InputError, match="utt1"):
         match_files(tmp_path / "est", tmp_path / "ref")
-    pairs = match_files(tmp_path / "est", tmp_path / "ref", tmp_path / "noisy", subset=True)
+    with caplog.at_level("WARNING", logger="reavise.metrics"):
+        pairs = match_files(tmp_path / "est", tmp_path / "ref", tmp_path / "noisy", subset=True)
+    assert "scoring 2 of the 3 references" in caplog.text
     assert [p.name for p in pairs] == ["utt0", "utt2"] and pairs[1].noisy.name == "utt2.wav"
     full = {r["file"]: r["si_sdr"] for r in evaluate_folders(tmp_path / "est", tmp_path / "ref", subset=True)}
     assert set(full) == {"utt0", "utt2"}

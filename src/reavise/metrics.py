@@ -17,6 +17,7 @@ Conventions (used everywhere in reavise, and matching the figures in the shared-
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import warnings
@@ -29,6 +30,8 @@ import torch
 
 from .audio import DEFAULT_STFT, SAMPLE_RATE, atomic_write, load_audio, resample
 from .errors import InputError, ReaviseError
+
+log = logging.getLogger(__name__)
 
 #: the sample rate of narrow-band PESQ (P.862)
 NB_RATE = 8000
@@ -308,9 +311,12 @@ def match_files(
     if not est:
         raise InputError(f"{est_root}: no .wav files")
     only_est = set(est) - set(ref)
-    only_ref = set() if subset else set(ref) - set(est)
+    only_ref = set(ref) - set(est)
     if subset:
+        if only_ref and not only_est:
+            log.warning(f"subset: scoring {len(ref) - len(only_ref)} of the {len(ref)} references in {ref_root}")
         ref = {k: v for k, v in ref.items() if k in est}
+        only_ref = set()
     if only_est or only_ref:
         parts = []
         if only_est:

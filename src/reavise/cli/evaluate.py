@@ -57,10 +57,6 @@ def evaluate(
         rows = [metrics.evaluate_files(est, ref, noisy)]
     else:
         pairs = metrics.match_files(est, ref, noisy, suffix, subset=subset)
-        if subset:
-            n_ref = sum(1 for p in ref.rglob("*") if p.suffix.lower() in {".wav", ".flac"})
-            if n_ref > len(pairs):
-                typer.echo(f"warning: --subset: scoring {len(pairs)} of the {n_ref} references in {ref}", err=True)
         rows = []
         with Progress(
             "[progress.description]{task.description}",

@@ -64,7 +64,7 @@ def describe(prior, ctx: Any = None) -> str:
     dec = prior.decoder(ctx)
     if isinstance(dec, FrameSelectDecoder):
         return "frame-select"
-    if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh":
+    if _foldable(dec):
         return "folded-mlp"
     if isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder)):
         return "split-head"
@@ -110,14 +110,25 @@ def log2_variance(prior, ctx: Any, offset: torch.Tensor) -> Callable[[torch.Tens
     ``offset`` (added inside the matrix product): three passes over [T, F] fewer per decode.
     """
     dec = prior.decoder(ctx)
-    if isinstance(dec, FrameSelectDecoder) and not torch.is_grad_enabled():
-        return _frame_select(dec, offset)
-    foldable = isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh"
-    if not foldable or torch.is_grad_enabled():
-        if not isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder, FrameSelectDecoder)):
-            _plain(prior, dec)
+    if not isinstance(dec, (MLPDecoder, ConditionedMLPDecoder, HeadDecoder, FrameSelectDecoder)):
+        _plain(prior, dec)
+    if torch.is_grad_enabled():
         return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
-    return _folded(dec, offset)
+    return _log2_of(dec, offset)
+
+
+def _foldable(dec) -> bool:
+    """A tanh MLP whose layers :func:`_folded` can fold."""
+    return isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh"
+
+
+def _log2_of(dec, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``offset + log2 sigma2(z)`` by the fastest way ``dec`` allows (outside autograd)."""
+    if isinstance(dec, FrameSelectDecoder):
+        return _frame_select(dec, offset)
+    if _foldable(dec):
+        return _folded(dec, offset)
+    return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
 
 
 def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -125,11 +136,7 @@ def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[[to
     it can be) runs on its own frames only, and the rows are put back in place."""
     F = offset.shape[-1]
     flat = offset.reshape(-1, F)
-    parts = []
-    for idx, sub in dec.parts():
-        off = flat.index_select(0, idx)[None]
-        foldable = isinstance(sub, (MLPDecoder, ConditionedMLPDecoder)) and sub.activation == "tanh"
-        parts.append((idx, _folded(sub, off) if foldable else (lambda z, s=sub, o=off: torch.add(o, s(z), alpha=LOG2_E))))
+    parts = [(idx, _log2_of(sub, flat.index_select(0, idx)[None])) for idx, sub in dec.parts()]
 
     def f(z: torch.Tensor) -> torch.Tensor:
         zf = z.reshape(-1, z.shape[-1])

@@ -86,16 +86,20 @@ class AudioFallback(SpeechPrior):
             return torch.ones(ctx.feat.shape[:-1], dtype=torch.bool, device=ctx.feat.device)
         return ctx.valid
 
-    def encode(self, power, ctx=None):
+    def _per_frame(self, ctx, av_call, audio_call):
+        """(mean, log-variance) of the AV part on frames with lips, the audio part's elsewhere;
+        only the part(s) needed are run."""
         valid = self._valid(ctx)
         if valid is None or not valid.any():
-            return self.audio.encode(power)
-        mu, logvar = self.av.encode(power, ctx)
+            return audio_call()
+        out = av_call()
         if valid.all():
-            return mu, logvar
-        mu_a, logvar_a = self.audio.encode(power)
+            return out
         m = valid[..., None]
-        return torch.where(m, mu, mu_a), torch.where(m, logvar, logvar_a)
+        return tuple(torch.where(m, a, b) for a, b in zip(out, audio_call(), strict=True))
+
+    def encode(self, power, ctx=None):
+        return self._per_frame(ctx, lambda: self.av.encode(power, ctx), lambda: self.audio.encode(power))
 
     def decoder(self, ctx=None):
         """The audio part's decoder without lips, the AV part's with lips on every frame (each
@@ -108,23 +112,14 @@ class AudioFallback(SpeechPrior):
         return FrameSelectDecoder(valid, self.av.decoder(ctx), self.audio.decoder(None))
 
     def prior(self, z_like, ctx=None):
-        valid = self._valid(ctx)
-        if valid is None or not valid.any():
-            return self.audio.prior(z_like, None)
-        mu, logvar = self.av.prior(z_like, ctx)
-        if valid.all():
-            return mu, logvar
-        mu_a, logvar_a = self.audio.prior(z_like, None)
-        m = valid[..., None]
-        return torch.where(m, mu, mu_a), torch.where(m, logvar, logvar_a)
+        return self._per_frame(ctx, lambda: self.av.prior(z_like, ctx), lambda: self.audio.prior(z_like, None))
 
     def modality_weights(self, z, ctx=None, power=None):
         """The AV part's weights on frames with lips; (1, 0) (audio only) on the others."""
         valid = self._valid(ctx)
         if valid is None:
             return {}
-        audio_only = torch.tensor([1.0, 0.0], dtype=z.dtype, device=z.device)
-        return {k: torch.where(valid[..., None], w, audio_only.to(w.dtype))
+        return {k: torch.where(valid[..., None], w, torch.tensor([1.0, 0.0], dtype=w.dtype, device=w.device))
                 for k, w in self.av.modality_weights(z, ctx, power).items()}  # fmt: skip
 
     def loss(self, power, ctx=None, frame_mask=None, beta=1.0):
