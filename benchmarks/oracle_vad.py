@@ -41,6 +41,9 @@ class OracleGated(SpeechPrior):
     def context(self, video, valid):
         return self.inner.context(video, valid)
 
+    def batch_context(self, video, valid, lengths):
+        return self.inner.batch_context(video, valid, lengths)
+
     def encode(self, power, ctx=None):
         return self.inner.encode(power, ctx)
 

@@ -81,7 +81,7 @@ def enhance_waveforms(
     X, mask = _batch_stft(waves, scales, n_stft, device)
     T = X.shape[1]
     video, valid = batch_video(videos, n_stft, T, device)
-    ctx = prior.context(video, valid) if prior.uses_video else None
+    ctx = prior.batch_context(video, valid, n_stft) if prior.uses_video else None
     res = algorithm.run(
         prior, X, ctx=ctx, frame_mask=mask, seed=seed, progress=progress, seeds=seeds
     )

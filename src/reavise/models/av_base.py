@@ -121,6 +121,22 @@ class AVPriorBase(SpeechPrior):
         feat = feat * valid[..., None].to(feat.dtype)
         return AVContext(feat, valid.to(torch.bool))
 
+    def batch_context(self, video, valid, lengths) -> AVContext:
+        """Each utterance's features from its own frames only ([1, n_b]), zero-padded to the
+        batch: the front-end's convolutions round differently with the number of frames they
+        get, and a temporal convolution would see the padding (while training: ``context``)."""
+        if video is None or self.training:
+            return self.context(video, valid)
+        parts = [self.context(video[b : b + 1, :n], None if valid is None else valid[b : b + 1, :n])
+                 for b, n in enumerate(lengths)]  # fmt: skip
+        B, T = video.shape[:2]
+        feat = parts[0].feat.new_zeros(B, T, parts[0].feat.shape[-1])
+        mask = torch.zeros(B, T, dtype=torch.bool, device=feat.device)
+        for b, (n, part) in enumerate(zip(lengths, parts, strict=True)):
+            feat[b, :n] = part.feat[0]
+            mask[b, :n] = part.valid[0]
+        return AVContext(feat, mask)
+
     def _ctx(self, ctx: Any) -> AVContext:
         return ctx if isinstance(ctx, AVContext) else AVContext(None, None)
 

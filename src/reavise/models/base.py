@@ -51,6 +51,14 @@ class SpeechPrior(nn.Module):
         """
         return None
 
+    def batch_context(self, video: torch.Tensor | None, valid: torch.Tensor | None, lengths: list[int]) -> Any:
+        """The context of a padded batch whose utterance b has ``lengths[b]`` real frames.
+
+        What the EM runs use (``inference.pipeline``): a prior whose conditioning is computed
+        per utterance overrides it so that an utterance's context depends neither on the
+        other utterances of its batch nor on the padding. The default is ``context``."""
+        return self.context(video, valid)
+
     def encode(self, power: torch.Tensor, ctx: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z|s, v): (mean, log-variance), each [B, T, D]."""
         raise NotImplementedError

@@ -77,6 +77,9 @@ class AudioFallback(SpeechPrior):
     def context(self, video, valid) -> AVContext:
         return self.av.context(video, valid)
 
+    def batch_context(self, video, valid, lengths) -> AVContext:
+        return self.av.batch_context(video, valid, lengths)
+
     @staticmethod
     def _valid(ctx: Any) -> torch.Tensor | None:
         """The frames with lips [B, T] (None: no video at all)."""
