@@ -253,7 +253,7 @@ def test_an_av_utterance_gets_the_same_output_whatever_its_batch(fallback):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        alone = [enhance_waveforms(prior, algorithm, [w], [v], seed=5)[0].speech for w, v in zip(waves, videos)]
+        alone = [enhance_waveforms(prior, algorithm, [w], [v], seed=5)[0].speech for w, v in zip(waves, videos, strict=True)]
         batched = [u.speech for u in enhance_waveforms(prior, algorithm, waves, videos, seed=5)]
     finally:
         torch.set_num_threads(threads)
