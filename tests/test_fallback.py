@@ -64,8 +64,9 @@ def test_each_frame_gets_its_own_parts_decoder_encoder_and_prior(combined):
     with torch.no_grad():
         got = m.decode(z, ctx)
         want_av, want_a = av.decode(z, actx), audio.decode(z)
-        assert torch.equal(got[:, valid], want_av[:, valid])
-        assert torch.equal(got[:, ~valid], want_a[:, ~valid])
+        # each part decodes its own rows only: equal up to float rounding
+        assert torch.allclose(got[:, valid], want_av[:, valid], rtol=0, atol=1e-13)
+        assert torch.allclose(got[:, ~valid], want_a[:, ~valid], rtol=0, atol=1e-13)
         assert not torch.allclose(want_av[:, ~valid], want_a[:, ~valid])  # the parts differ there
         mu, lv = m.encode(P, ctx)
         mu_av, _ = av.encode(P, actx)
@@ -97,6 +98,50 @@ def test_a_part_without_a_per_frame_bias_runs_on_all_frames_and_gives_its_rows()
         want_av = m.av.decode(z, m.av.context(v, valid))
         assert torch.allclose(got[valid], (off + want_av / math.log(2.0))[valid], atol=1e-10)
         assert torch.allclose(got, off + m.decode(z, ctx) / math.log(2.0), atol=1e-10)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "gated"])
+def test_mixed_decoder_runs_each_part_on_its_frames_with_the_gradients_of_a_per_frame_choice(fusion):
+    """Under autograd (VEM's E-step) the mixed decoder decodes each part on its own frames only
+    (a concat part cut to its rows, a gated part run on all frames and indexed): the values
+    and the gradients of a per-frame choice between the two full decoders, samples leading."""
+    m = build_prior("audio-fallback", {"av_model": "av-cvae", "av_config": tiny_config(fusion=fusion),
+                                       "audio_config": {"hidden": [8]}}).double().eval()  # fmt: skip
+    _, v, valid = _video("some")
+    ctx = m.context(v, valid)
+    z = torch.randn(3, 2, 7, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 7, m.av.config.x_dim, dtype=torch.float64)
+    got = m.decode(z, ctx)
+    (g_got,) = torch.autograd.grad((got * w).sum(), z)
+    want = torch.where(valid[..., None], m.av.decode(z, ctx), m.audio.decode(z))
+    (g_want,) = torch.autograd.grad((want * w).sum(), z)
+    assert torch.allclose(got, want, atol=1e-12) and torch.allclose(g_got, g_want, atol=1e-12)
+    assert g_got[:, ~valid].abs().sum() > 0 and g_got[:, valid].abs().sum() > 0
+
+
+def test_an_em_run_computes_the_lips_share_of_decoder_and_prior_once(combined, monkeypatch):
+    """In an EM run (eval, frozen parameters) the AV part's per-frame decoder bias and p(z|v)
+    are computed once per context, not at every E-step, with the same numbers."""
+    from reavise.models import av_base
+
+    m, _, _ = combined
+    P, v, valid = _video("some")
+    calls = []
+    conditioned = av_base.TwoStream.conditioned
+    monkeypatch.setattr(av_base.TwoStream, "conditioned",
+                        lambda self, *a: calls.append(1) or conditioned(self, *a))  # fmt: skip
+    kept = _enhance(m, P, m.context(v, valid))
+    assert len(calls) == 1
+    monkeypatch.setattr(av_base.AVPriorBase, "_per_context", lambda self, ctx, key, make: make())
+    assert torch.equal(kept, _enhance(m, P, m.context(v, valid)))
+    assert len(calls) > 3  # once per E-step and more without it
+    # while training (or with parameters to train) nothing is kept
+    monkeypatch.undo()
+    ctx = m.context(v, valid)
+    assert m.av.decoder(ctx) is not m.av.decoder(ctx)
+    m.requires_grad_(False)
+    assert m.av.decoder(ctx) is m.av.decoder(ctx)
+    m.requires_grad_(True)
 
 
 @pytest.mark.parametrize("frames", ["some", "all", "none"])

@@ -140,6 +140,26 @@ class AVPriorBase(SpeechPrior):
     def _ctx(self, ctx: Any) -> AVContext:
         return ctx if isinstance(ctx, AVContext) else AVContext(None, None)
 
+    def _per_context(self, ctx: AVContext, key: str, make):
+        """``make()`` computed once per context and kept in it, where it is a constant: in
+        eval mode with no parameter to train (an EM run), the lips' share of the decoder and
+        of p(z|v) depends on the context alone, so it is not recomputed at every E-step
+        (frame attention's local attention, the prior network). Whether the parameters are
+        frozen is asked once per context (at its first use in the run)."""
+        if self.training or ctx.feat is None:
+            return make()
+        kept = ctx.extra.get("per_context")
+        if kept is None:
+            if any(p.requires_grad for p in self.parameters()):
+                return make()
+            kept = ctx.extra["per_context"] = {}
+        hit = kept.get((id(self), key))
+        if hit is not None and hit[0] is ctx.feat and hit[1] is ctx.valid:
+            return hit[2]
+        out = make()
+        kept[(id(self), key)] = (ctx.feat, ctx.valid, out)
+        return out
+
 
 class FusedAV(AVPriorBase):
     """Encoder q(z|s, v) and decoder p(s|z, v) with a fusion module at each (AV-VAE, AV-CVAE)."""
@@ -179,7 +199,9 @@ class FusedAV(AVPriorBase):
         decodes as fast as an A-VAE; other fusions run for every z."""
         if self.dec.passthrough:
             c = self._ctx(ctx) if self.config.decoder_video else AVContext(None, None)
-            return ConditionedMLPDecoder(self.dec.conditioned(c.feat, c.valid), self.dec_logvar)
+            return self._per_context(
+                c, "decoder", lambda: ConditionedMLPDecoder(self.dec.conditioned(c.feat, c.valid), self.dec_logvar)
+            )
         return HeadDecoder(lambda z: self._dec_hidden(z, ctx)[0], self.dec_logvar)
 
     def modality_weights(self, z, ctx=None, power=None):

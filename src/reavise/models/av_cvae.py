@@ -46,6 +46,9 @@ class AVCVAE(FusedAV):
         ctx = self._ctx(ctx)
         if ctx.feat is None:
             return super().prior(z_like, ctx)
+        return self._per_context(ctx, "prior", lambda: self._prior_of(z_like, ctx))
+
+    def _prior_of(self, z_like, ctx):
         h, _, valid = self._prior_hidden(z_like, ctx)
         m = valid[..., None].to(h.dtype)
         return self.pri_mean(h) * m, self.pri_logvar(h) * m

@@ -139,11 +139,19 @@ class FrameSelectDecoder:
     second: Callable[[torch.Tensor], torch.Tensor]
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.select[..., None], self.first(z), self.second(z))
+        """Each decoder on its own frames only (differentiable: VEM's E-step backpropagates
+        through it), z [..., B, T, D] -> [..., B, T, F]."""
+        lead, (B, T, D) = z.shape[:-3], z.shape[-3:]
+        zf = z.reshape(-1, B * T, D)
+        rows = [(idx, dec(zf.index_select(1, idx))) for idx, dec in self.parts()]
+        out = rows[0][1].new_zeros(zf.shape[0], B * T, rows[0][1].shape[-1])
+        for idx, part in rows:
+            out = out.index_copy(1, idx, part)
+        return out.reshape(*lead, B, T, -1)
 
     def parts(self) -> list[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]:
-        """(flat frame indices [N], the decoder restricted to those N frames: z [1, N, D] ->
-        [1, N, F]) for each decoder; a decoder whose per-frame context cannot be cut to a
+        """(flat frame indices [N], the decoder restricted to those N frames: z [..., N, D] ->
+        [..., N, F]) for each decoder; a decoder whose per-frame context cannot be cut to a
         subset (e.g. cross-attention over frames) runs on every frame and is then indexed."""
         flat = self.select.reshape(-1)
         out = []
@@ -155,7 +163,7 @@ class FrameSelectDecoder:
 
 def restrict_frames(dec, idx: torch.Tensor, frames: torch.Size):
     """``dec`` (for all frames ``frames`` = (B, T)) restricted to the flat frame indices
-    ``idx``, as a decoder of z [1, N, D]. A ``ConditionedMLPDecoder`` keeps the rows of its
+    ``idx``, as a decoder of z [..., N, D]. A ``ConditionedMLPDecoder`` keeps the rows of its
     per-frame bias; an ``MLPDecoder`` has no per-frame context; any other decoder is run on
     all frames (z scattered into place, the rows gathered back)."""
     if isinstance(dec, MLPDecoder):
@@ -167,10 +175,11 @@ def restrict_frames(dec, idx: torch.Tensor, frames: torch.Size):
         bias = b.reshape(-1, b.shape[-1]).index_select(0, idx)[None]
         return dataclasses.replace(dec, mlp=dataclasses.replace(dec.mlp, bias=bias))
 
-    def gathered(z: torch.Tensor) -> torch.Tensor:
-        full = z.new_zeros(*frames, z.shape[-1]).reshape(-1, z.shape[-1]).index_copy(0, idx, z.reshape(-1, z.shape[-1]))
-        out = dec(full.reshape(*frames, -1))
-        return out.reshape(-1, out.shape[-1]).index_select(0, idx)[None]
+    def gathered(z: torch.Tensor) -> torch.Tensor:  # z [..., N, D]
+        lead, D = z.shape[:-2], z.shape[-1]
+        full = z.new_zeros(*lead, frames.numel(), D).index_copy(-2, idx, z)
+        out = dec(full.reshape(*lead, *frames, D))
+        return out.reshape(*lead, frames.numel(), -1).index_select(-2, idx)
 
     return gathered
 
