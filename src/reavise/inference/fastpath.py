@@ -122,33 +122,54 @@ def _foldable(dec) -> bool:
     return isinstance(dec, (MLPDecoder, ConditionedMLPDecoder)) and dec.activation == "tanh"
 
 
-def _log2_of(dec, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``offset + log2 sigma2(z)`` by the fastest way ``dec`` allows (outside autograd)."""
+def _log2_of(dec, offset: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """``offset + log2 sigma2(z)`` by the fastest way ``dec`` allows (outside autograd), as
+    ``f(z, out=None)``: ``out``, a contiguous [N, F] tensor with one row per frame of z, takes
+    the result in place (the frame-select path writes each part into its slice of a buffer)."""
     if isinstance(dec, FrameSelectDecoder):
         return _frame_select(dec, offset)
     if _foldable(dec):
         return _folded(dec, offset)
-    return lambda z: torch.add(offset, dec(z), alpha=LOG2_E)
 
-
-def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`log2_variance` of a per-frame choice of two decoders: each decoder (folded where
-    it can be) runs on its own frames only, and the rows are put back in place."""
-    F = offset.shape[-1]
-    flat = offset.reshape(-1, F)
-    parts = [(idx, _log2_of(sub, flat.index_select(0, idx)[None])) for idx, sub in dec.parts()]
-
-    def f(z: torch.Tensor) -> torch.Tensor:
-        zf = z.reshape(-1, z.shape[-1])
-        out = torch.empty_like(flat)
-        for idx, g in parts:
-            out.index_copy_(0, idx, g(zf.index_select(0, idx)[None]).reshape(-1, F))
-        return out.view(offset.shape)
+    def f(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is None:
+            return torch.add(offset, dec(z), alpha=LOG2_E)
+        return torch.add(offset.reshape(out.shape), dec(z).reshape(out.shape), alpha=LOG2_E, out=out)
 
     return f
 
 
-def _folded(dec, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """:func:`log2_variance` of a per-frame choice of two decoders. The frames are put in an
+    order where each decoder's are contiguous (one gather of z, [N, D]); each decoder (folded
+    where it can be) writes its rows into its own slice of one buffer, and one gather puts the
+    rows back in place: no scatter per part (with two threads the two index copies of [N, F]
+    cost as much as a third of the decode)."""
+    F = offset.shape[-1]
+    flat = offset.reshape(-1, F)
+    parts = dec.parts()
+    perm = torch.cat([idx for idx, _ in parts])
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel(), device=perm.device)
+    runs, start = [], 0
+    for idx, sub in parts:
+        stop = start + idx.numel()
+        runs.append((slice(start, stop), _log2_of(sub, flat.index_select(0, idx)[None])))
+        start = stop
+
+    def f(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        zp = z.reshape(-1, z.shape[-1]).index_select(0, perm)
+        buf = torch.empty_like(flat)
+        for rows, g in runs:
+            g(zp[rows][None], out=buf[rows])
+        if out is None:
+            return buf.index_select(0, inv).view(offset.shape)
+        return torch.index_select(buf, 0, inv, out=out)
+
+    return f
+
+
+def _folded(dec, offset: torch.Tensor) -> Callable[..., torch.Tensor]:
     """The folded tanh MLP of :func:`log2_variance` (outside autograd)."""
     if isinstance(dec, ConditionedMLPDecoder):
         # first layer: z W^T + c with c the per-frame bias [B, T, H] (the lips) or [H]
@@ -170,14 +191,17 @@ def _folded(dec, offset: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]
     out_base = (offset + bs[-1]).reshape(-1, F)
     W0, b0 = Ws[0], bs[0]
     per_frame = b0.dim() > 1
+    b0_rows = b0.reshape(-1, b0.shape[-1]) if per_frame else b0
 
-    def f(z: torch.Tensor) -> torch.Tensor:
-        if per_frame:
+    def f(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if per_frame and z.shape[:-1] != b0.shape[:-1]:  # leading sample dimensions
             h = torch.matmul(z, W0).add_(b0).sigmoid_().reshape(-1, W0.shape[1])
-        else:
-            h = torch.addmm(b0, z.reshape(-1, z.shape[-1]), W0).sigmoid_()
+        else:  # one frame per bias row (or one bias): a single addmm
+            h = torch.addmm(b0_rows, z.reshape(-1, z.shape[-1]), W0).sigmoid_()
         for W, b in zip(Ws[1:-1], bs[1:-1], strict=True):
             h = torch.addmm(b, h, W).sigmoid_()
+        if out is not None:
+            return torch.addmm(out_base, h, Ws[-1], out=out)
         return torch.addmm(out_base, h, Ws[-1]).view(offset.shape)
 
     return f
