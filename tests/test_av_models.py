@@ -212,11 +212,17 @@ def test_em_can_start_from_the_video_prior():
     P, v, valid = _inputs(tiny_config())
     ctx = m.context(v, valid)
     gen = torch.Generator().manual_seed(0)
-    enc = build_algorithm("mcem").init_latent(m, P, ctx, gen).z
-    pri = build_algorithm("mcem", init="prior").init_latent(m, P, ctx, gen).z
+    start = lambda init, prior=m, c=ctx: build_algorithm("mcem", init=init).init_latent(prior, P, c, gen).z  # noqa: E731
+    enc, pri, lips = start("encoder"), start("prior"), start("lips")
     assert torch.allclose(pri, m.prior(enc, ctx)[0] * torch.ones_like(enc))
     assert not torch.allclose(pri, enc)
     assert torch.all(pri[1, 5:] == 0)  # frames without video: the N(0, I) prior's mean
+    # "lips": the prior's mean where it has lips, the encoder's where p(z|v) is N(0, I)
+    assert torch.equal(lips[valid], pri[valid]) and torch.equal(lips[~valid], enc[~valid])
+    # without video, or with an audio-only prior, "lips" is the encoder's start
+    assert torch.equal(start("lips", c=m.context(None, None)), start("encoder", c=m.context(None, None)))
+    a = build_prior("a-vae", {"x_dim": tiny_config()["x_dim"], "z_dim": 2, "hidden": [8]}).eval()
+    assert torch.equal(start("lips", a, None), start("encoder", a, None))
     with pytest.raises(ReaviseError, match="init must be one of"):
         build_algorithm("vem", init="zeros")
 

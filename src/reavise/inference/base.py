@@ -29,7 +29,7 @@ __all__ = ["ALGORITHMS", "EMAlgorithm", "EMConfig", "EMResult", "EStepState", "b
 
 #: every EM algorithm by name: ``(class, config dataclass)``
 ALGORITHMS = Registry("algorithm")
-INITS = ("encoder", "prior")
+INITS = ("encoder", "prior", "lips")
 
 
 def register_algorithm(name: str, config_cls: type):
@@ -65,8 +65,10 @@ class EMConfig:
     nmf_rank: int = 10
     #: number of z samples used by the M-step and the final Wiener filter
     n_samples: int = 10
-    #: where z starts: "encoder" (q(z|x, v) on the noisy power, as published) or "prior"
-    #: (the mean of p(z|v): the video alone, which the noise cannot corrupt; N(0, I) -> 0)
+    #: where z starts: "encoder" (q(z|x, v) on the noisy power, as published), "prior" (the
+    #: mean of p(z|v): the video alone, which the noise cannot corrupt; N(0, I) -> 0) or
+    #: "lips" (the mean of p(z|v) on the frames where the prior has lips, the encoder's where
+    #: p(z|v) is N(0, I): no lips, no video, an audio-only prior)
     init: str = "encoder"
     #: use the fused C kernels of ``reavise.native`` (MCEM's E-step, the NMF M-step) for CPU
     #: float32 runs when they can be built; False: torch code only (same algorithm and draws)
@@ -117,6 +119,11 @@ class EMAlgorithm:
             if self.config.init == "prior":
                 pm, plv = prior.prior(mu, ctx)
                 mu, logvar = pm + torch.zeros_like(mu), plv + torch.zeros_like(logvar)
+            elif self.config.init == "lips" and not prior.standard_prior:
+                pm, plv = (t + torch.zeros_like(mu) for t in prior.prior(mu, ctx))
+                # frames where p(z|v) is exactly N(0, I) have nothing from the lips: the encoder's
+                lips = ((pm != 0) | (plv != 0)).any(-1, keepdim=True)
+                mu, logvar = torch.where(lips, pm, mu), torch.where(lips, plv, logvar)
         return self.state_class(z=mu, logvar=logvar)
 
     def e_step(
