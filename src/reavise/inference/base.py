@@ -116,14 +116,13 @@ class EMAlgorithm:
         """E-step state before the first iteration: ``config.init`` (encoder or prior mean)."""
         with torch.no_grad():
             mu, logvar = prior.encode(P, ctx)
-            if self.config.init == "prior":
-                pm, plv = prior.prior(mu, ctx)
-                mu, logvar = pm + torch.zeros_like(mu), plv + torch.zeros_like(logvar)
-            elif self.config.init == "lips" and not prior.standard_prior:
+            if self.config.init != "encoder":
                 pm, plv = (t + torch.zeros_like(mu) for t in prior.prior(mu, ctx))
-                # frames where p(z|v) is exactly N(0, I) have nothing from the lips: the encoder's
-                lips = ((pm != 0) | (plv != 0)).any(-1, keepdim=True)
-                mu, logvar = torch.where(lips, pm, mu), torch.where(lips, plv, logvar)
+                if self.config.init == "prior":
+                    mu, logvar = pm, plv
+                else:  # "lips": frames where p(z|v) is exactly N(0, I) keep the encoder's start
+                    lips = ((pm != 0) | (plv != 0)).any(-1, keepdim=True)
+                    mu, logvar = torch.where(lips, pm, mu), torch.where(lips, plv, logvar)
         return self.state_class(z=mu, logvar=logvar)
 
     def e_step(

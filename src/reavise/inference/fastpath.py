@@ -148,9 +148,7 @@ def _frame_select(dec: FrameSelectDecoder, offset: torch.Tensor) -> Callable[...
     F = offset.shape[-1]
     flat = offset.reshape(-1, F)
     parts = dec.parts()
-    perm = torch.cat([idx for idx, _ in parts])
-    inv = torch.empty_like(perm)
-    inv[perm] = torch.arange(perm.numel(), device=perm.device)
+    perm, inv = dec.order(parts)
     runs, start = [], 0
     for idx, sub in parts:
         stop = start + idx.numel()

@@ -143,11 +143,19 @@ class FrameSelectDecoder:
         through it), z [..., B, T, D] -> [..., B, T, F]."""
         lead, (B, T, D) = z.shape[:-3], z.shape[-3:]
         zf = z.reshape(-1, B * T, D)
-        rows = [(idx, dec(zf.index_select(1, idx))) for idx, dec in self.parts()]
-        out = rows[0][1].new_zeros(zf.shape[0], B * T, rows[0][1].shape[-1])
-        for idx, part in rows:
-            out = out.index_copy(1, idx, part)
-        return out.reshape(*lead, B, T, -1)
+        parts = self.parts()
+        _, inv = self.order(parts)
+        rows = torch.cat([dec(zf.index_select(1, idx)) for idx, dec in parts], 1)
+        return rows.index_select(1, inv).reshape(*lead, B, T, -1)
+
+    @staticmethod
+    def order(parts) -> tuple[torch.Tensor, torch.Tensor]:
+        """(perm, inv) for ``parts``: the flat frames with each part's in one contiguous run,
+        in the parts' order, and the permutation that puts rows in that order back in place."""
+        perm = torch.cat([idx for idx, _ in parts])
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel(), device=perm.device)
+        return perm, inv
 
     def parts(self) -> list[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]:
         """(flat frame indices [N], the decoder restricted to those N frames: z [..., N, D] ->
